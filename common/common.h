@@ -15,3 +15,4 @@
 #include "json.h"
 #include "toml.h"
 #include "meta.h"
+#include "filter.h"

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The strata command line: global options, the command table, and the
+ * context every command receives. cli/ only parses arguments and calls the
+ * modules; it holds no logic of its own beyond presenting results.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "common.h"
+
+/* Exit codes (design contract). */
+enum {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,
+	EXIT_USAGE = 2,
+};
+
+struct cli_ctx {
+	const char *root;        /* --root / STRATA_ROOT */
+	const char *address;     /* --address / STRATA_ADDRESS */
+	const char *config_path; /* --config / STRATA_CONFIG */
+	bool config_explicit;    /* given by option or environment: must exist */
+	enum log_level log_level;
+	const char *argv0;
+};
+
+struct cli_command {
+	const char *name;
+	const char *summary;
+	const char *usage; /* full help text after "Usage: strata " */
+	/* NULL: not implemented yet (exits 1, never fakes success). argv[0] is
+	 * the command name; returns the process exit code. */
+	int (*run)(struct cli_ctx *ctx, int argc, char **argv);
+};
+
+const struct cli_command *cli_commands(size_t *ret_n);
+
+/* Print "strata: CMD: message" on stderr and return EXIT_ERROR. */
+int cli_fail(const char *cmd, const char *fmt, ...) _printf_(2, 3);
+/* Print a usage error and a hint, return EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) _printf_(2, 3);
+/* True when argv has -h/--help anywhere before "--". */
+bool cli_wants_help(int argc, char **argv);
+void cli_print_command_help(const struct cli_command *c);
+
+int cmd_version(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_doctor(struct cli_ctx *ctx, int argc, char **argv);
