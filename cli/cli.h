@@ -24,8 +24,13 @@ struct cli_ctx {
 	const char *config_path; /* --config / STRATA_CONFIG */
 	bool config_explicit;    /* given by option or environment: must exist */
 	enum log_level log_level;
+	bool root_set, address_set, log_level_set; /* by option or environment */
+	struct toml_value *config;                 /* parsed config file, or NULL */
 	const char *argv0;
 };
+
+/* Read --config (see config.c for precedence). */
+int cli_config_load(struct cli_ctx *ctx, struct strata_error **ret_err);
 
 struct cli_command {
 	const char *name;

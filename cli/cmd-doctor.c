@@ -12,8 +12,14 @@ int cmd_doctor(struct cli_ctx *ctx, int argc, char **argv)
 	bool color = isatty(STDOUT_FILENO);
 	int r;
 
+	if (argc == 2 && streq(argv[1], "--paths")) {
+		/* The effective locations, after options, environment and config. */
+		printf("root=%s\naddress=%s\nconfig=%s\n", ctx->root, ctx->address,
+		       ctx->config_path);
+		return EXIT_OK;
+	}
 	if (argc > 1)
-		return cli_usage_error("doctor", "takes no arguments");
+		return cli_usage_error("doctor", "unknown argument \"%s\"", argv[1]);
 	r = rt_host_checks(getenv("STRATA_CNI_PATH"), &checks, &n);
 	if (r < 0)
 		return cli_fail("doctor", "running checks: %s", strerror(-r));

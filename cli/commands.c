@@ -41,9 +41,9 @@ static const struct cli_command commands[] = {
 	 "content ls|verify", NULL},
 	{"prune", "Remove unreferenced blobs and snapshots", "prune", NULL},
 	{"doctor", "Check this host for everything Strata needs",
-	 "doctor\n\n"
+	 "doctor [--paths]\n\n"
 	 "Prints one line per check with the fix for each failure; exits 1 if any\n"
-	 "check fails.",
+	 "check fails. --paths prints the effective root, address and config.",
 	 cmd_doctor},
 	{"version", "Print the version", "version", cmd_version},
 };

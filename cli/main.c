@@ -96,10 +96,14 @@ static void ctx_defaults(struct cli_ctx *ctx)
 	ctx->address = STRATA_DEFAULT_ADDRESS;
 	ctx->config_path = STRATA_DEFAULT_CONFIG;
 	ctx->log_level = LOG_LEVEL_INFO;
-	if ((e = getenv("STRATA_ROOT")) && *e)
+	if ((e = getenv("STRATA_ROOT")) && *e) {
 		ctx->root = e;
-	if ((e = getenv("STRATA_ADDRESS")) && *e)
+		ctx->root_set = true;
+	}
+	if ((e = getenv("STRATA_ADDRESS")) && *e) {
 		ctx->address = e;
+		ctx->address_set = true;
+	}
 	if ((e = getenv("STRATA_CONFIG")) && *e) {
 		ctx->config_path = e;
 		ctx->config_explicit = true;
@@ -138,11 +142,13 @@ int main(int argc, char **argv)
 			if ((r = check_path_option("--root", optarg)))
 				return r;
 			ctx.root = optarg;
+			ctx.root_set = true;
 			break;
 		case OPT_ADDRESS:
 			if ((r = check_path_option("--address", optarg)))
 				return r;
 			ctx.address = optarg;
+			ctx.address_set = true;
 			break;
 		case OPT_CONFIG:
 			if ((r = check_path_option("--config", optarg)))
@@ -155,6 +161,7 @@ int main(int argc, char **argv)
 				return cli_usage_error(
 					NULL, "invalid --log-level \"%s\" (debug, info, warn, error)",
 					optarg);
+			ctx.log_level_set = true;
 			break;
 		case 'h':
 			print_help(stdout);
@@ -195,10 +202,20 @@ int main(int argc, char **argv)
 	if (!cmd->run)
 		return cli_fail(cmd->name, "not implemented yet in strata %s", STRATA_VERSION);
 
-	/* Commands parse their own options with getopt from a fresh state. */
 	{
+		_cleanup_error_ struct strata_error *err = NULL;
 		int first = optind;
+
+		r = cli_config_load(&ctx, &err);
+		if (r < 0) {
+			r = cli_fail(cmd->name, "%s", strata_error_message(err));
+			(void)toml_free(ctx.config);
+			return r;
+		}
+		/* Commands parse their own options with getopt from a fresh state. */
 		optind = 0;
-		return cmd->run(&ctx, argc - first, argv + first);
+		r = cmd->run(&ctx, argc - first, argv + first);
+		(void)toml_free(ctx.config);
+		return r;
 	}
 }

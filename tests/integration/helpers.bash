@@ -1,0 +1,161 @@
+# Shared helpers for Strata's bats integration tests.
+#
+# Every test gets its own temp dir ($TEST_TMP); services a test starts
+# (registry, containerd, strata) are recorded and stopped in teardown, and any
+# mount left under $TEST_TMP is unmounted, even when the test failed.
+#
+# Strict mode (STRATA_TEST_STRICT=1, set by CI): a skipped test fails.
+
+STRATA_BIN=${STRATA_BIN:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build/cli/strata}
+HELPERS_DIR="$BATS_TEST_DIRNAME"
+
+if [ "${STRATA_TEST_STRICT:-0}" = 1 ]; then
+	# bats implements skip as a function: in strict mode a skip is a failure.
+	skip() {
+		echo "skipped in strict mode: ${1:-no reason given}" >&2
+		return 1
+	}
+fi
+
+common_setup() {
+	TEST_TMP=$(mktemp -d "${BATS_TMPDIR:-/tmp}/strata-it.XXXXXX")
+	export TEST_TMP
+	: >"$TEST_TMP/pids"
+}
+
+# Kill everything we started, unmount whatever is left, remove the temp dir.
+common_teardown() {
+	[ -n "${TEST_TMP:-}" ] || return 0
+	if [ -f "$TEST_TMP/pids" ]; then
+		tac "$TEST_TMP/pids" | while read -r pid; do
+			kill -TERM "$pid" 2>/dev/null || true
+		done
+		for _ in $(seq 50); do
+			alive=0
+			while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$TEST_TMP/pids"
+			[ "$alive" = 0 ] && break
+			sleep 0.1
+		done
+		while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$TEST_TMP/pids"
+	fi
+	unmount_under "$TEST_TMP"
+	rm -rf "$TEST_TMP"
+}
+
+# Unmount every mount below a directory, deepest first.
+unmount_under() {
+	local dir
+	dir=$(realpath "$1")
+	awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+
+track_pid() { echo "$1" >>"$TEST_TMP/pids"; }
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for SECONDS CMD...: retry CMD every 0.1 s until it succeeds.
+wait_for() {
+	local secs=$1
+	shift
+	local n=$((secs * 10))
+	while [ "$n" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	echo "timed out after ${secs}s waiting for: $*" >&2
+	return 1
+}
+
+# start_registry [htpasswd-file]: Debian's docker-registry on 127.0.0.1:<free
+# port>, storage in $TEST_TMP. Sets REGISTRY=127.0.0.1:PORT.
+start_registry() {
+	command -v docker-registry >/dev/null || {
+		echo "docker-registry missing: run scripts/install-deps.sh" >&2
+		return 1
+	}
+	local port dir auth=""
+	port=$(free_port)
+	dir="$TEST_TMP/registry"
+	mkdir -p "$dir/data"
+	if [ -n "${1:-}" ]; then
+		auth="auth:
+  htpasswd:
+    realm: strata-test
+    path: $1"
+	fi
+	cat >"$dir/config.yml" <<CFG
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+$auth
+CFG
+	docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+	track_pid $!
+	REGISTRY=127.0.0.1:$port
+	export REGISTRY
+	wait_for 20 curl -so /dev/null "http://$REGISTRY/v2/" || {
+		cat "$dir/log" >&2
+		return 1
+	}
+}
+
+# start_containerd [extra toml]: Debian's containerd with a private config;
+# root, state and socket under $TEST_TMP. Sets CONTAINERD_SOCK.
+start_containerd() {
+	local dir="$TEST_TMP/containerd"
+	mkdir -p "$dir/root" "$dir/state"
+	CONTAINERD_SOCK="$dir/containerd.sock"
+	cat >"$dir/config.toml" <<CFG
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$CONTAINERD_SOCK.ttrpc"
+[debug]
+  level = "info"
+[metrics]
+  address = ""
+${1:-}
+CFG
+	containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
+	track_pid $!
+	export CONTAINERD_SOCK
+	wait_for 30 ctr --address "$CONTAINERD_SOCK" version || {
+		tail -50 "$dir/log" >&2
+		return 1
+	}
+}
+
+ctr_() { ctr --address "$CONTAINERD_SOCK" "$@"; }
+
+# build_busybox_image DIR [TAG]: an OCI layout with one busybox-static layer.
+build_busybox_image() {
+	local out=$1 tag=${2:-latest} rootfs="$TEST_TMP/rootfs-busybox"
+	mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
+	cp /bin/busybox "$rootfs/bin/busybox"
+	for a in sh ls cat echo true false sleep id env; do ln -sf busybox "$rootfs/bin/$a"; done
+	echo "root:x:0:0:root:/root:/bin/sh" >"$rootfs/etc/passwd"
+	echo "root:x:0:" >"$rootfs/etc/group"
+	echo "hello from strata" >"$rootfs/etc/motd"
+	bash "$HELPERS_DIR/lib/mkimage.sh" "$out" "$tag" "$rootfs"
+}
+
+# push_image LAYOUT TAG NAME: copy an OCI layout into the test registry.
+push_image() {
+	skopeo copy --quiet --dest-tls-verify=false "oci:$1:$2" "docker://$REGISTRY/$3"
+}
