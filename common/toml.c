@@ -973,7 +973,7 @@ static int parse_array(struct parser *p, unsigned depth, struct toml_value **ret
 static int parse_inline_table(struct parser *p, unsigned depth, struct toml_value **ret)
 {
 	_cleanup_toml_ struct toml_value *t = value_new(TOML_TABLE, 0);
-	size_t open = p->pos;
+	size_t open = p->pos, comma;
 	char cb[16];
 	int r;
 
@@ -997,10 +997,10 @@ static int parse_inline_table(struct parser *p, unsigned depth, struct toml_valu
 				return fail(p, p->pos,
 				            "expected ',' or '}' in inline table, found %s",
 				            char_desc(p, p->pos, cb));
-			p->pos++;
+			comma = p->pos++;
 			skip_ws(p);
 			if (peek(p) == '}')
-				return fail(p, p->pos - 1,
+				return fail(p, comma,
 				            "trailing comma is not allowed in inline tables");
 		}
 	}
