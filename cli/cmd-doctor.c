@@ -27,13 +27,13 @@ int cmd_doctor(struct cli_ctx *ctx, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		const struct rt_check *c = &checks[i];
 		const char *tag = c->status == RT_CHECK_OK     ? "ok  "
-				  : c->status == RT_CHECK_WARN ? "warn"
-							       : "FAIL";
+		                  : c->status == RT_CHECK_WARN ? "warn"
+		                                               : "FAIL";
 		const char *on = "", *off = "";
 		if (color) {
-			on = c->status == RT_CHECK_OK	  ? "\033[32m"
+			on = c->status == RT_CHECK_OK     ? "\033[32m"
 			     : c->status == RT_CHECK_WARN ? "\033[33m"
-							  : "\033[31m";
+			                                  : "\033[31m";
 			off = "\033[0m";
 		}
 		printf("%s[%s]%s %-24s %s", on, tag, off, c->name, c->detail ? c->detail : "");
@@ -46,7 +46,7 @@ int cmd_doctor(struct cli_ctx *ctx, int argc, char **argv)
 	(void)rt_checks_free(checks, n);
 	if (failed) {
 		fprintf(stderr, "strata: doctor: %zu check%s failed\n", failed,
-			failed == 1 ? "" : "s");
+		        failed == 1 ? "" : "s");
 		return EXIT_ERROR;
 	}
 	return EXIT_OK;

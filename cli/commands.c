@@ -3,49 +3,48 @@
 #include "cli.h"
 
 static const struct cli_command commands[] = {
-	{"serve", "Run the Strata daemon in the foreground",
-	 "serve\n\n"
-	 "Serves containerd's Snapshots and Content services and Strata's own\n"
-	 "Images service on --address. SIGTERM drains in-flight calls and exits 0.",
-	 NULL},
-	{"pull", "Pull an image from a registry",
-	 "pull [--plain-http] [--platform P] [--lazy|--no-lazy] [--user USER[:PASS]] [--quiet] REF\n\n"
-	 "  --plain-http     use HTTP (implied for localhost and 127.0.0.1)\n"
-	 "  --platform P     os/arch[/variant] to select from an index (default: host)\n"
-	 "  --lazy           mount eStargz layers lazily (default when possible)\n"
-	 "  --no-lazy        download and unpack every layer",
-	 NULL},
-	{"images", "List images, or inspect one",
-	 "images [--json] | images inspect REF", NULL},
-	{"rmi", "Remove an image", "rmi REF", NULL},
-	{"run", "Run a container from an image",
-	 "run [--rm] [-d] [-i] [-t] [--name N] [-e K=V]... [--env-file F] [-v HOST:CTR[:ro]]...\n"
-	 "           [-w DIR] [-u USER] [--entrypoint E] [--net bridge|host|none]\n"
-	 "           [-p HOSTPORT:CTRPORT[/tcp|udp]]... [--hostname H]\n"
-	 "           [--runtime-binary runc|crun] REF [CMD...]\n\n"
-	 "Exits with the container's exit code (128+N when killed by signal N).",
-	 NULL},
-	{"ps", "List containers", "ps [-a] [--json]", NULL},
-	{"logs", "Print a container's output", "logs [-f] ID", NULL},
-	{"stop", "Stop a container (SIGTERM, then SIGKILL)", "stop [-t SECONDS] ID", NULL},
-	{"kill", "Send a signal to a container", "kill [-s SIGNAL] ID", NULL},
-	{"rm", "Remove a container", "rm [-f] ID", NULL},
-	{"exec", "Run a command in a running container", "exec [-i] [-t] ID CMD...", NULL},
-	{"convert", "Convert an image to eStargz",
-	 "convert --estargz [--chunk-size N] [--prefetch-files FILE] [--plain-http] SRC DST\n\n"
-	 "SRC and DST are registry references or OCI layouts (oci:DIR[:TAG]).",
-	 NULL},
-	{"snapshots", "Inspect and remove snapshots",
-	 "snapshots ls|info KEY|usage [KEY]|rm KEY...", NULL},
-	{"content", "Inspect and verify the content store",
-	 "content ls|verify", NULL},
-	{"prune", "Remove unreferenced blobs and snapshots", "prune", NULL},
-	{"doctor", "Check this host for everything Strata needs",
-	 "doctor [--paths]\n\n"
-	 "Prints one line per check with the fix for each failure; exits 1 if any\n"
-	 "check fails. --paths prints the effective root, address and config.",
-	 cmd_doctor},
-	{"version", "Print the version", "version", cmd_version},
+        {"serve", "Run the Strata daemon in the foreground",
+         "serve\n\n"
+         "Serves containerd's Snapshots and Content services and Strata's own\n"
+         "Images service on --address. SIGTERM drains in-flight calls and exits 0.",
+         NULL},
+        {"pull", "Pull an image from a registry",
+         "pull [--plain-http] [--platform P] [--lazy|--no-lazy] [--user USER[:PASS]] [--quiet] "
+         "REF\n\n"
+         "  --plain-http     use HTTP (implied for localhost and 127.0.0.1)\n"
+         "  --platform P     os/arch[/variant] to select from an index (default: host)\n"
+         "  --lazy           mount eStargz layers lazily (default when possible)\n"
+         "  --no-lazy        download and unpack every layer",
+         NULL},
+        {"images", "List images, or inspect one", "images [--json] | images inspect REF", NULL},
+        {"rmi", "Remove an image", "rmi REF", NULL},
+        {"run", "Run a container from an image",
+         "run [--rm] [-d] [-i] [-t] [--name N] [-e K=V]... [--env-file F] [-v HOST:CTR[:ro]]...\n"
+         "           [-w DIR] [-u USER] [--entrypoint E] [--net bridge|host|none]\n"
+         "           [-p HOSTPORT:CTRPORT[/tcp|udp]]... [--hostname H]\n"
+         "           [--runtime-binary runc|crun] REF [CMD...]\n\n"
+         "Exits with the container's exit code (128+N when killed by signal N).",
+         NULL},
+        {"ps", "List containers", "ps [-a] [--json]", NULL},
+        {"logs", "Print a container's output", "logs [-f] ID", NULL},
+        {"stop", "Stop a container (SIGTERM, then SIGKILL)", "stop [-t SECONDS] ID", NULL},
+        {"kill", "Send a signal to a container", "kill [-s SIGNAL] ID", NULL},
+        {"rm", "Remove a container", "rm [-f] ID", NULL},
+        {"exec", "Run a command in a running container", "exec [-i] [-t] ID CMD...", NULL},
+        {"convert", "Convert an image to eStargz",
+         "convert --estargz [--chunk-size N] [--prefetch-files FILE] [--plain-http] SRC DST\n\n"
+         "SRC and DST are registry references or OCI layouts (oci:DIR[:TAG]).",
+         NULL},
+        {"snapshots", "Inspect and remove snapshots", "snapshots ls|info KEY|usage [KEY]|rm KEY...",
+         NULL},
+        {"content", "Inspect and verify the content store", "content ls|verify", NULL},
+        {"prune", "Remove unreferenced blobs and snapshots", "prune", NULL},
+        {"doctor", "Check this host for everything Strata needs",
+         "doctor [--paths]\n\n"
+         "Prints one line per check with the fix for each failure; exits 1 if any\n"
+         "check fails. --paths prints the effective root, address and config.",
+         cmd_doctor},
+        {"version", "Print the version", "version", cmd_version},
 };
 
 const struct cli_command *cli_commands(size_t *ret_n)

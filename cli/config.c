@@ -16,7 +16,7 @@
 #include "cli.h"
 
 static int set_string(struct cli_ctx *ctx, const char *key, const char **field, bool already_set,
-		      struct strata_error **ret_err)
+                      struct strata_error **ret_err)
 {
 	const char *s;
 	int r = toml_as_string(toml_get(ctx->config, key), &s);
@@ -25,10 +25,10 @@ static int set_string(struct cli_ctx *ctx, const char *key, const char **field, 
 		return 0;
 	if (r < 0)
 		return strata_error_set(ret_err, -EINVAL, "%s: \"%s\" must be a string",
-					ctx->config_path, key);
+		                        ctx->config_path, key);
 	if (!*s)
 		return strata_error_set(ret_err, -EINVAL, "%s: \"%s\" must not be empty",
-					ctx->config_path, key);
+		                        ctx->config_path, key);
 	if (!already_set)
 		*field = s;
 	return 0;
@@ -36,8 +36,8 @@ static int set_string(struct cli_ctx *ctx, const char *key, const char **field, 
 
 int cli_config_load(struct cli_ctx *ctx, struct strata_error **ret_err)
 {
-	static const char *const known[] = {"root", "address", "log_level", "registry", "content",
-					    "snapshotter", "lazy", "runtime"};
+	static const char *const known[] = {"root",    "address",     "log_level", "registry",
+	                                    "content", "snapshotter", "lazy",      "runtime"};
 	const char *level;
 	struct stat st;
 	int r;
@@ -62,11 +62,13 @@ int cli_config_load(struct cli_ctx *ctx, struct strata_error **ret_err)
 		r = set_string(ctx, "address", &ctx->address, ctx->address_set, ret_err);
 	if (r < 0)
 		return r;
-	if (!ctx->log_level_set && toml_as_string(toml_get(ctx->config, "log_level"), &level) >= 0) {
+	if (!ctx->log_level_set &&
+	    toml_as_string(toml_get(ctx->config, "log_level"), &level) >= 0) {
 		if (log_level_from_string(level, &ctx->log_level) < 0)
-			return strata_error_set(ret_err, -EINVAL,
-						"%s: invalid log_level \"%s\" (debug, info, warn, error)",
-						ctx->config_path, level);
+			return strata_error_set(
+			        ret_err, -EINVAL,
+			        "%s: invalid log_level \"%s\" (debug, info, warn, error)",
+			        ctx->config_path, level);
 		log_set_level(ctx->log_level);
 	}
 	return 0;

@@ -55,24 +55,24 @@ static void print_help(FILE *f)
 	const struct cli_command *cmds = cli_commands(&n);
 
 	fprintf(f,
-		"Usage: strata [GLOBAL OPTIONS] COMMAND [ARGS...]\n"
-		"\n"
-		"Strata: a content store and lazy-pulling snapshotter for containerd,\n"
-		"and a small container runner.\n"
-		"\n"
-		"Global options (before the command):\n"
-		"  --root DIR         state directory (env STRATA_ROOT, default %s)\n"
-		"  --address PATH     daemon socket (env STRATA_ADDRESS, default %s)\n"
-		"  --config FILE      configuration (env STRATA_CONFIG, default %s)\n"
-		"  --log-level LEVEL  debug, info, warn or error (default info)\n"
-		"  -h, --help         this help\n"
-		"  -v, --version      same as 'strata version'\n"
-		"\n"
-		"Commands:\n",
-		STRATA_DEFAULT_ROOT, STRATA_DEFAULT_ADDRESS, STRATA_DEFAULT_CONFIG);
+	        "Usage: strata [GLOBAL OPTIONS] COMMAND [ARGS...]\n"
+	        "\n"
+	        "Strata: a content store and lazy-pulling snapshotter for containerd,\n"
+	        "and a small container runner.\n"
+	        "\n"
+	        "Global options (before the command):\n"
+	        "  --root DIR         state directory (env STRATA_ROOT, default %s)\n"
+	        "  --address PATH     daemon socket (env STRATA_ADDRESS, default %s)\n"
+	        "  --config FILE      configuration (env STRATA_CONFIG, default %s)\n"
+	        "  --log-level LEVEL  debug, info, warn or error (default info)\n"
+	        "  -h, --help         this help\n"
+	        "  -v, --version      same as 'strata version'\n"
+	        "\n"
+	        "Commands:\n",
+	        STRATA_DEFAULT_ROOT, STRATA_DEFAULT_ADDRESS, STRATA_DEFAULT_CONFIG);
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "  %-10s %s%s\n", cmds[i].name, cmds[i].summary,
-			cmds[i].run ? "" : " (not implemented yet)");
+		        cmds[i].run ? "" : " (not implemented yet)");
 	fprintf(f, "\nRun 'strata COMMAND --help' for a command's options.\n");
 }
 
@@ -121,13 +121,13 @@ int main(int argc, char **argv)
 {
 	enum { OPT_ROOT = 0x100, OPT_ADDRESS, OPT_CONFIG, OPT_LOG_LEVEL };
 	static const struct option opts[] = {
-		{"root", required_argument, NULL, OPT_ROOT},
-		{"address", required_argument, NULL, OPT_ADDRESS},
-		{"config", required_argument, NULL, OPT_CONFIG},
-		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'v'},
-		{0},
+	        {"root", required_argument, NULL, OPT_ROOT},
+	        {"address", required_argument, NULL, OPT_ADDRESS},
+	        {"config", required_argument, NULL, OPT_CONFIG},
+	        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'v'},
+	        {0},
 	};
 	struct cli_ctx ctx = {.argv0 = argv[0]};
 	const struct cli_command *cmd;
@@ -159,8 +159,9 @@ int main(int argc, char **argv)
 		case OPT_LOG_LEVEL:
 			if (log_level_from_string(optarg, &ctx.log_level) < 0)
 				return cli_usage_error(
-					NULL, "invalid --log-level \"%s\" (debug, info, warn, error)",
-					optarg);
+				        NULL,
+				        "invalid --log-level \"%s\" (debug, info, warn, error)",
+				        optarg);
 			ctx.log_level_set = true;
 			break;
 		case 'h':
@@ -172,9 +173,9 @@ int main(int argc, char **argv)
 		default:
 			if (optopt)
 				return cli_usage_error(NULL, "unknown or incomplete option '-%c'",
-						       optopt);
+				                       optopt);
 			return cli_usage_error(NULL, "unknown or incomplete option '%s'",
-					       argv[optind - 1]);
+			                       argv[optind - 1]);
 		}
 	}
 	log_set_level(ctx.log_level);

@@ -27,30 +27,30 @@ int strata_digest_parse(const char *s, struct strata_digest *ret, struct strata_
 		return strata_error_set(ret_err, -EINVAL, "empty digest");
 	colon = strchr(s, ':');
 	if (!colon || colon == s)
-		return strata_error_set(ret_err, -EINVAL, "invalid digest \"%s\": missing algorithm",
-					s);
+		return strata_error_set(ret_err, -EINVAL,
+		                        "invalid digest \"%s\": missing algorithm", s);
 	if ((size_t)(colon - s) != 6 || strncmp(s, "sha256", 6) != 0) {
 		/* algorithm := [a-z0-9]+ ([+._-] [a-z0-9]+)* per the OCI spec */
 		for (const char *p = s; p < colon; p++)
 			if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
 			      strchr("+._-", *p)))
 				return strata_error_set(ret_err, -EINVAL,
-							"invalid digest \"%s\": bad algorithm", s);
+				                        "invalid digest \"%s\": bad algorithm", s);
 		return strata_error_set(ret_err, -EOPNOTSUPP,
-					"unsupported digest algorithm \"%.*s\" (only sha256)",
-					(int)(colon - s), s);
+		                        "unsupported digest algorithm \"%.*s\" (only sha256)",
+		                        (int)(colon - s), s);
 	}
 	hex = colon + 1;
 	if (strlen(hex) != STRATA_SHA256_HEX_LEN)
 		return strata_error_set(ret_err, -EINVAL,
-					"invalid digest \"%s\": sha256 needs 64 hex characters", s);
+		                        "invalid digest \"%s\": sha256 needs 64 hex characters", s);
 	for (size_t i = 0; i < STRATA_SHA256_LEN; i++) {
 		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return strata_error_set(
-				ret_err, -EINVAL,
-				"invalid digest \"%s\": not lowercase hex at position %zu", s,
-				(size_t)(hex - s) + 2 * i + (hi < 0 ? 0 : 1));
+			        ret_err, -EINVAL,
+			        "invalid digest \"%s\": not lowercase hex at position %zu", s,
+			        (size_t)(hex - s) + 2 * i + (hi < 0 ? 0 : 1));
 		if (ret)
 			ret->sha256[i] = (uint8_t)(hi << 4 | lo);
 	}

@@ -14,8 +14,8 @@
 
 #include "error.h"
 
-#define STRATA_SHA256_LEN        32
-#define STRATA_SHA256_HEX_LEN    64
+#define STRATA_SHA256_LEN     32
+#define STRATA_SHA256_HEX_LEN 64
 /* "sha256:" + 64 hex + NUL */
 #define STRATA_DIGEST_STRING_MAX 72
 
@@ -27,7 +27,8 @@ struct strata_digest {
  * problem) for anything else, -EOPNOTSUPP for a well-formed other algorithm. */
 int strata_digest_parse(const char *s, struct strata_digest *ret, struct strata_error **ret_err);
 /* Format as "sha256:<hex>" into buf (at least STRATA_DIGEST_STRING_MAX). */
-char *strata_digest_format(const struct strata_digest *d, char buf[static STRATA_DIGEST_STRING_MAX]);
+char *strata_digest_format(const struct strata_digest *d,
+                           char buf[static STRATA_DIGEST_STRING_MAX]);
 /* Lowercase hex of the sha256 only, NUL-terminated (65 bytes). */
 char *strata_digest_hex(const struct strata_digest *d, char buf[static STRATA_SHA256_HEX_LEN + 1]);
 int strata_digest_equal(const struct strata_digest *a, const struct strata_digest *b);

@@ -6,7 +6,7 @@
 #include "error.h"
 
 static int error_vset(struct strata_error **ret_err, int code, int with_errno, const char *fmt,
-		      va_list ap)
+                      va_list ap)
 {
 	struct strata_error *e;
 	char *msg = NULL;
@@ -200,23 +200,23 @@ int strata_grpc_to_errno(enum grpc_status status)
 const char *strata_grpc_status_name(enum grpc_status status)
 {
 	static const char *const names[] = {
-		[GRPC_OK] = "OK",
-		[GRPC_CANCELLED] = "Canceled",
-		[GRPC_UNKNOWN] = "Unknown",
-		[GRPC_INVALID_ARGUMENT] = "InvalidArgument",
-		[GRPC_DEADLINE_EXCEEDED] = "DeadlineExceeded",
-		[GRPC_NOT_FOUND] = "NotFound",
-		[GRPC_ALREADY_EXISTS] = "AlreadyExists",
-		[GRPC_PERMISSION_DENIED] = "PermissionDenied",
-		[GRPC_RESOURCE_EXHAUSTED] = "ResourceExhausted",
-		[GRPC_FAILED_PRECONDITION] = "FailedPrecondition",
-		[GRPC_ABORTED] = "Aborted",
-		[GRPC_OUT_OF_RANGE] = "OutOfRange",
-		[GRPC_UNIMPLEMENTED] = "Unimplemented",
-		[GRPC_INTERNAL] = "Internal",
-		[GRPC_UNAVAILABLE] = "Unavailable",
-		[GRPC_DATA_LOSS] = "DataLoss",
-		[GRPC_UNAUTHENTICATED] = "Unauthenticated",
+	        [GRPC_OK] = "OK",
+	        [GRPC_CANCELLED] = "Canceled",
+	        [GRPC_UNKNOWN] = "Unknown",
+	        [GRPC_INVALID_ARGUMENT] = "InvalidArgument",
+	        [GRPC_DEADLINE_EXCEEDED] = "DeadlineExceeded",
+	        [GRPC_NOT_FOUND] = "NotFound",
+	        [GRPC_ALREADY_EXISTS] = "AlreadyExists",
+	        [GRPC_PERMISSION_DENIED] = "PermissionDenied",
+	        [GRPC_RESOURCE_EXHAUSTED] = "ResourceExhausted",
+	        [GRPC_FAILED_PRECONDITION] = "FailedPrecondition",
+	        [GRPC_ABORTED] = "Aborted",
+	        [GRPC_OUT_OF_RANGE] = "OutOfRange",
+	        [GRPC_UNIMPLEMENTED] = "Unimplemented",
+	        [GRPC_INTERNAL] = "Internal",
+	        [GRPC_UNAVAILABLE] = "Unavailable",
+	        [GRPC_DATA_LOSS] = "DataLoss",
+	        [GRPC_UNAUTHENTICATED] = "Unauthenticated",
 	};
 	if ((unsigned)status >= ELEMENTSOF(names))
 		return "Unknown";

@@ -35,7 +35,7 @@ int strata_error_set(struct strata_error **ret_err, int code, const char *fmt, .
 
 /* Like strata_error_set() with ": strerror(-code)" appended. */
 int strata_error_set_errno(struct strata_error **ret_err, int code, const char *fmt, ...)
-	_printf_(3, 4);
+        _printf_(3, 4);
 
 /* Prefix context ("ctx: old message") to an existing error; if *err is NULL,
  * creates one from code using strerror. Returns the error's code (or code when

@@ -3,13 +3,13 @@
 #include "json.h"
 
 int json_parse(const char *buf, size_t len, const char *what, json_t **ret,
-	       struct strata_error **ret_err)
+               struct strata_error **ret_err)
 {
 	json_error_t jerr;
 	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!j)
 		return strata_error_set(ret_err, -EINVAL, "%s: line %d column %d: %s",
-					what ? what : "json", jerr.line, jerr.column, jerr.text);
+		                        what ? what : "json", jerr.line, jerr.column, jerr.text);
 	*ret = j;
 	return 0;
 }

@@ -15,7 +15,7 @@
 
 /* Parse buf; on failure -EINVAL with "what: line L column C: reason". */
 int json_parse(const char *buf, size_t len, const char *what, json_t **ret,
-	       struct strata_error **ret_err);
+               struct strata_error **ret_err);
 
 /* Getters: NULL / default when the key is missing or of the wrong type. */
 const char *json_get_str(const json_t *obj, const char *key);

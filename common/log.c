@@ -33,8 +33,8 @@ int log_level_from_string(const char *s, enum log_level *ret)
 		const char *name;
 		enum log_level level;
 	} table[] = {
-		{"debug", LOG_LEVEL_DEBUG}, {"info", LOG_LEVEL_INFO},	{"warn", LOG_LEVEL_WARN},
-		{"warning", LOG_LEVEL_WARN}, {"error", LOG_LEVEL_ERROR},
+	        {"debug", LOG_LEVEL_DEBUG},  {"info", LOG_LEVEL_INFO},   {"warn", LOG_LEVEL_WARN},
+	        {"warning", LOG_LEVEL_WARN}, {"error", LOG_LEVEL_ERROR},
 	};
 	if (!s)
 		return -EINVAL;
@@ -67,10 +67,10 @@ static size_t append_quoted(char *buf, size_t len, size_t cap, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 
-#define PUT(c)                                                                                     \
-	do {                                                                                       \
-		if (len + 1 < cap)                                                                 \
-			buf[len++] = (c);                                                          \
+#define PUT(c)                            \
+	do {                              \
+		if (len + 1 < cap)        \
+			buf[len++] = (c); \
 	} while (0)
 
 	PUT('"');
@@ -156,14 +156,14 @@ int log_emit(enum log_level level, int err, const char *kv, const char *fmt, ...
 	(void)snprintf(ts + len, sizeof(ts) - len, ".%09ldZ", now.tv_nsec);
 
 	len = (size_t)snprintf(line, sizeof(line), "time=\"%s\" level=%s msg=", ts,
-			       log_level_to_string(level));
+	                       log_level_to_string(level));
 	len = append_quoted(line, len, sizeof(line), msg);
 	if (kv && *kv && len + 2 < sizeof(line))
 		len += (size_t)snprintf(line + len, sizeof(line) - len, " %s", kv);
 	if (err != 0 && len + 10 < sizeof(line)) {
 		len += (size_t)snprintf(line + len, sizeof(line) - len, " error=");
 		len = append_quoted(line, MIN(len, sizeof(line) - 1), sizeof(line),
-				    strerror(err < 0 ? -err : err));
+		                    strerror(err < 0 ? -err : err));
 	}
 	if (len >= sizeof(line) - 1)
 		len = sizeof(line) - 2;

@@ -46,10 +46,10 @@ int log_emit(enum log_level level, int err, const char *kv, const char *fmt, ...
  * is malloc'd; NULL on allocation failure. */
 char *logfmt_quote(const char *value);
 
-#define log_full(level, err, kv, ...)                                                              \
-	({                                                                                         \
-		int _e = (err);                                                                    \
-		log_enabled(level) ? log_emit((level), _e, (kv), __VA_ARGS__) : _e;                \
+#define log_full(level, err, kv, ...)                                               \
+	({                                                                          \
+		int _e = (err);                                                     \
+		log_enabled(level) ? log_emit((level), _e, (kv), __VA_ARGS__) : _e; \
 	})
 
 #define log_debug(...) (void)log_full(LOG_LEVEL_DEBUG, 0, NULL, __VA_ARGS__)

@@ -70,7 +70,7 @@ int strata_meta_errno(int rc)
 }
 
 int strata_meta_open(const char *dir, const struct strata_meta_options *opts,
-		     struct strata_meta **ret, struct strata_error **ret_err)
+                     struct strata_meta **ret, struct strata_error **ret_err)
 {
 	struct strata_meta_options o = opts ? *opts : (struct strata_meta_options){0};
 	struct strata_meta *m;
@@ -86,7 +86,8 @@ int strata_meta_open(const char *dir, const struct strata_meta_options *opts,
 	else {
 		r = path_mkdir_p(dir, 0700);
 		if (r < 0)
-			return strata_error_set_errno(ret_err, r, "create metadata dir \"%s\"", dir);
+			return strata_error_set_errno(ret_err, r, "create metadata dir \"%s\"",
+			                              dir);
 	}
 
 	m = calloc(1, sizeof(*m));
@@ -110,7 +111,7 @@ int strata_meta_open(const char *dir, const struct strata_meta_options *opts,
 	if (rc != 0) {
 		r = strata_meta_errno(rc);
 		(void)strata_error_set(ret_err, r, "open metadata store \"%s\": %s", dir,
-				       mdb_strerror(rc));
+		                       mdb_strerror(rc));
 		(void)strata_meta_close(m);
 		return r;
 	}
@@ -152,7 +153,7 @@ struct strata_meta *strata_meta_close(struct strata_meta *m)
 }
 
 int strata_meta_open_dbs(struct strata_meta *m, size_t n, const char *const names[],
-			 const unsigned flags[], unsigned ret_dbi[])
+                         const unsigned flags[], unsigned ret_dbi[])
 {
 	MDB_txn *txn = NULL;
 	int rc;

@@ -40,7 +40,7 @@ struct strata_meta_options {
 };
 
 int strata_meta_open(const char *dir, const struct strata_meta_options *opts,
-		     struct strata_meta **ret, struct strata_error **ret_err);
+                     struct strata_meta **ret, struct strata_error **ret_err);
 struct strata_meta *strata_meta_close(struct strata_meta *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct strata_meta *, strata_meta_close)
 
@@ -48,7 +48,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct strata_meta *, strata_meta_close)
  * flags are LMDB's MDB_DUPSORT etc. (0 for plain). ret_dbi receives the
  * handles (MDB_dbi values) to use with the transactions below. */
 int strata_meta_open_dbs(struct strata_meta *m, size_t n, const char *const names[],
-			 const unsigned flags[], unsigned ret_dbi[]);
+                         const unsigned flags[], unsigned ret_dbi[]);
 
 /* `txn` is an MDB_txn* (void here so this header needs no <lmdb.h>). A
  * negative return from fn aborts only fn's own changes. */
@@ -64,8 +64,8 @@ int strata_meta_read(struct strata_meta *m, strata_meta_txn_fn fn, void *userdat
 int strata_meta_errno(int mdb_rc);
 
 struct strata_meta_stats {
-	uint64_t write_calls;  /* closures run */
-	uint64_t commits;      /* write transactions committed */
+	uint64_t write_calls; /* closures run */
+	uint64_t commits;     /* write transactions committed */
 	uint64_t map_resizes;
 	uint64_t map_size;
 };

@@ -253,7 +253,7 @@ static int rm_rf_children(int dfd, dev_t dev)
 				continue;
 			}
 			cfd = openat(dirfd(d), de->d_name,
-				     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (cfd < 0) {
 				if (ret == 0)
 					ret = negative_errno();
@@ -370,14 +370,15 @@ ssize_t loop_pread(int fd, void *buf, size_t len, uint64_t off)
 
 int path_fsync_dir_at(int dirfd, const char *name)
 {
-	_cleanup_close_ int fd = openat(dirfd, name ? name : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int fd =
+	        openat(dirfd, name ? name : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return negative_errno();
 	return fsync(fd) < 0 ? negative_errno() : 0;
 }
 
 int path_write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len,
-			      mode_t mode)
+                              mode_t mode)
 {
 	_cleanup_free_ char *parent = NULL, *tmp = NULL;
 	_cleanup_close_ int fd = -1;

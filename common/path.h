@@ -62,7 +62,7 @@ int path_rm_rf_at(int dirfd, const char *name);
 /* Write a whole file atomically: temp file in the same dir, fsync, rename,
  * fsync of the directory. */
 int path_write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len,
-			      mode_t mode);
+                              mode_t mode);
 /* Read a whole file (at most max bytes, else -EFBIG) into a NUL-terminated
  * malloc'd buffer. */
 int path_read_file_at(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len);

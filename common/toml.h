@@ -36,7 +36,7 @@ struct toml_value; /* opaque; owned by the root table */
 /* Parse buf (need not be NUL-terminated). `what` names the source in errors:
  * "config.toml: line 3, column 7: expected '=' after key". */
 int toml_parse(const char *buf, size_t len, const char *what, struct toml_value **ret,
-	       struct strata_error **ret_err);
+               struct strata_error **ret_err);
 /* Read and parse a file; -ENOENT (with message) if missing. */
 int toml_parse_file(const char *path, struct toml_value **ret, struct strata_error **ret_err);
 struct toml_value *toml_free(struct toml_value *v);

@@ -49,7 +49,7 @@ struct checks {
 };
 
 static int add(struct checks *c, const char *name, enum rt_check_status status, char *detail,
-	       const char *fix)
+               const char *fix)
 {
 	struct rt_check *nv = realloc(c->v, (c->n + 1) * sizeof(*nv));
 	if (!nv) {
@@ -58,10 +58,10 @@ static int add(struct checks *c, const char *name, enum rt_check_status status, 
 	}
 	c->v = nv;
 	c->v[c->n] = (struct rt_check){
-		.name = name,
-		.status = status,
-		.detail = detail,
-		.fix = fix ? strdup(fix) : NULL,
+	        .name = name,
+	        .status = status,
+	        .detail = detail,
+	        .fix = fix ? strdup(fix) : NULL,
 	};
 	c->n++;
 	return 0;
@@ -84,7 +84,7 @@ static int check_root(struct checks *c)
 	if (geteuid() == 0)
 		return add(c, "root", RT_CHECK_OK, fmt("running as root"), NULL);
 	return add(c, "root", RT_CHECK_FAIL, fmt("running as uid %u", (unsigned)geteuid()),
-		   "run strata as root (mounts, FUSE and runc need it)");
+	           "run strata as root (mounts, FUSE and runc need it)");
 }
 
 static int check_fuse(struct checks *c)
@@ -93,7 +93,7 @@ static int check_fuse(struct checks *c)
 	if (fd >= 0)
 		return add(c, "fuse", RT_CHECK_OK, fmt("/dev/fuse is usable"), NULL);
 	return add(c, "fuse", RT_CHECK_FAIL, fmt("/dev/fuse: %s", strerror(errno)),
-		   "run 'modprobe fuse' and 'apt-get install fuse3' (lazy layers need FUSE)");
+	           "run 'modprobe fuse' and 'apt-get install fuse3' (lazy layers need FUSE)");
 }
 
 static int proc_filesystems_has(const char *fs)
@@ -118,11 +118,11 @@ static int check_overlay(struct checks *c)
 	int r = proc_filesystems_has("overlay");
 	if (r > 0)
 		return add(c, "overlayfs", RT_CHECK_OK, fmt("overlay is in /proc/filesystems"),
-			   NULL);
+		           NULL);
 	return add(c, "overlayfs", RT_CHECK_FAIL,
-		   r < 0 ? fmt("/proc/filesystems: %s", strerror(-r))
-			 : fmt("overlay is not in /proc/filesystems"),
-		   "run 'modprobe overlay' (snapshots are overlay mounts)");
+	           r < 0 ? fmt("/proc/filesystems: %s", strerror(-r))
+	                 : fmt("overlay is not in /proc/filesystems"),
+	           "run 'modprobe overlay' (snapshots are overlay mounts)");
 }
 
 static int check_binary(struct checks *c, const char *name, const char *why, const char *fix)
@@ -136,8 +136,8 @@ static int check_binary(struct checks *c, const char *name, const char *why, con
 
 static int check_cni(struct checks *c, const char *cni_path)
 {
-	static const char *const plugins[] = {"bridge",	  "host-local", "loopback",
-					      "portmap", "firewall",   "tuning"};
+	static const char *const plugins[] = {"bridge",  "host-local", "loopback",
+	                                      "portmap", "firewall",   "tuning"};
 	char missing[256] = "";
 	size_t len = 0;
 
@@ -148,22 +148,22 @@ static int check_cni(struct checks *c, const char *cni_path)
 		if (access(p, X_OK) == 0)
 			continue;
 		len += (size_t)snprintf(missing + len, sizeof(missing) - MIN(len, sizeof(missing)),
-					"%s%s", len ? ", " : "", plugins[i]);
+		                        "%s%s", len ? ", " : "", plugins[i]);
 	}
 	if (len == 0)
 		return add(c, "cni", RT_CHECK_OK, fmt("CNI plugins in %s", cni_path), NULL);
 	return add(c, "cni", RT_CHECK_FAIL, fmt("missing in %s: %s", cni_path, missing),
-		   "run 'apt-get install containernetworking-plugins' (strata run --net bridge)");
+	           "run 'apt-get install containernetworking-plugins' (strata run --net bridge)");
 }
 
 static int check_openat2(struct checks *c)
 {
 	if (path_have_openat2())
 		return add(c, "openat2", RT_CHECK_OK, fmt("kernel confines paths with openat2"),
-			   NULL);
+		           NULL);
 	return add(c, "openat2", RT_CHECK_WARN,
-		   fmt("openat2 unavailable: using the slower component-by-component walk"),
-		   "use a kernel >= 5.6 for faster confined extraction");
+	           fmt("openat2 unavailable: using the slower component-by-component walk"),
+	           "use a kernel >= 5.6 for faster confined extraction");
 }
 
 int rt_host_checks(const char *cni_path, struct rt_check **ret, size_t *ret_n)
@@ -180,16 +180,18 @@ int rt_host_checks(const char *cni_path, struct rt_check **ret, size_t *ret_n)
 	if (r >= 0)
 		r = check_overlay(&c);
 	if (r >= 0)
-		r = check_binary(&c, "containerd-shim-runc-v2", "strata run launches containers through it",
-				 "run 'apt-get install containerd' (it ships containerd-shim-runc-v2)");
+		r = check_binary(
+		        &c, "containerd-shim-runc-v2", "strata run launches containers through it",
+		        "run 'apt-get install containerd' (it ships containerd-shim-runc-v2)");
 	if (r >= 0)
 		r = check_binary(&c, "runc", "the OCI runtime the shim calls",
-				 "run 'apt-get install runc'");
+		                 "run 'apt-get install runc'");
 	if (r >= 0)
 		r = check_cni(&c, cni_path);
 	if (r >= 0)
-		r = check_binary(&c, "iptables", "CNI bridge masquerading and port mappings need it",
-				 "run 'apt-get install iptables'");
+		r = check_binary(&c, "iptables",
+		                 "CNI bridge masquerading and port mappings need it",
+		                 "run 'apt-get install iptables'");
 	if (r >= 0)
 		r = check_openat2(&c);
 	if (r < 0) {

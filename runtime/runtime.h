@@ -27,10 +27,10 @@ enum rt_check_status {
 };
 
 struct rt_check {
-	const char *name;   /* short, stable: "root", "fuse", "overlayfs", ... */
+	const char *name; /* short, stable: "root", "fuse", "overlayfs", ... */
 	enum rt_check_status status;
-	char *detail;       /* what was found, or what is wrong */
-	char *fix;          /* one line saying how to fix it; NULL when ok */
+	char *detail; /* what was found, or what is wrong */
+	char *fix;    /* one line saying how to fix it; NULL when ok */
 };
 
 /* Run every host check. cni_path NULL = RT_DEFAULT_CNI_PATH. The array is

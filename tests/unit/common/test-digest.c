@@ -78,10 +78,12 @@ static void test_parse_errors(void **state)
 	expect_parse_error("abc", -EINVAL, "missing algorithm");
 	expect_parse_error(":abc", -EINVAL, "missing algorithm");
 	expect_parse_error("sha256:abc", -EINVAL, "64 hex");
-	expect_parse_error("sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
-			   -EINVAL, "not lowercase hex");
-	expect_parse_error("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ag",
-			   -EINVAL, "position 70");
+	expect_parse_error(
+	        "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", -EINVAL,
+	        "not lowercase hex");
+	expect_parse_error(
+	        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ag", -EINVAL,
+	        "position 70");
 	expect_parse_error("sha512:00", -EOPNOTSUPP, "unsupported digest algorithm \"sha512\"");
 	expect_parse_error("SHA$:00", -EINVAL, "bad algorithm");
 }
@@ -108,11 +110,11 @@ static void test_fd(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_known_vectors),
-		cmocka_unit_test(test_streaming_equals_oneshot),
-		cmocka_unit_test(test_parse_roundtrip),
-		cmocka_unit_test(test_parse_errors),
-		cmocka_unit_test(test_fd),
+	        cmocka_unit_test(test_known_vectors),
+	        cmocka_unit_test(test_streaming_equals_oneshot),
+	        cmocka_unit_test(test_parse_roundtrip),
+	        cmocka_unit_test(test_parse_errors),
+	        cmocka_unit_test(test_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@ static void test_context_chain(void **state)
 	assert_non_null(err);
 	assert_int_equal(err->code, -ENOSPC);
 	assert_string_equal(strata_error_message(err),
-			    "layer sha256:ab: write \"/x/y\": No space left on device");
+	                    "layer sha256:ab: write \"/x/y\": No space left on device");
 	r = strata_error_prefix(&err, -EIO, "pull \"%s\"", "img");
 	/* The innermost code wins: the class must not change on the way up. */
 	assert_int_equal(r, -ENOSPC);
@@ -107,20 +107,20 @@ static void test_grpc_mapping(void **state)
 		assert_int_equal(strata_errno_to_grpc(e), s);
 	}
 	assert_string_equal(strata_grpc_status_name(GRPC_FAILED_PRECONDITION),
-			    "FailedPrecondition");
+	                    "FailedPrecondition");
 	assert_string_equal(strata_grpc_status_name((enum grpc_status)99), "Unknown");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_context_chain),
-		cmocka_unit_test(test_null_ret_err),
-		cmocka_unit_test(test_first_cause_kept),
-		cmocka_unit_test(test_prefix_without_error),
-		cmocka_unit_test(test_positive_code_becomes_eio),
-		cmocka_unit_test(test_propagate),
-		cmocka_unit_test(test_grpc_mapping),
+	        cmocka_unit_test(test_context_chain),
+	        cmocka_unit_test(test_null_ret_err),
+	        cmocka_unit_test(test_first_cause_kept),
+	        cmocka_unit_test(test_prefix_without_error),
+	        cmocka_unit_test(test_positive_code_becomes_eio),
+	        cmocka_unit_test(test_propagate),
+	        cmocka_unit_test(test_grpc_mapping),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,13 +11,14 @@
 
 static void test_parse_and_get(void **state)
 {
-	const char *doc = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-			  "\"config\":{\"size\":7},\"layers\":[1,2]}";
+	const char *doc =
+	        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+	        "\"config\":{\"size\":7},\"layers\":[1,2]}";
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	assert_int_equal(json_parse(doc, strlen(doc), "manifest", &j, NULL), 0);
 	assert_int_equal(json_get_int(j, "schemaVersion", -1), 2);
 	assert_string_equal(json_get_str(j, "mediaType"),
-			    "application/vnd.oci.image.manifest.v1+json");
+	                    "application/vnd.oci.image.manifest.v1+json");
 	assert_null(json_get_str(j, "schemaVersion")); /* wrong type */
 	assert_null(json_get_str(j, "missing"));
 	assert_int_equal(json_get_int(json_get_obj(j, "config"), "size", 0), 7);
@@ -57,10 +58,10 @@ static void test_dump_sorted(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_and_get),
-		cmocka_unit_test(test_parse_error_has_position),
-		cmocka_unit_test(test_duplicate_keys_rejected),
-		cmocka_unit_test(test_dump_sorted),
+	        cmocka_unit_test(test_parse_and_get),
+	        cmocka_unit_test(test_parse_error_has_position),
+	        cmocka_unit_test(test_duplicate_keys_rejected),
+	        cmocka_unit_test(test_dump_sorted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,7 +57,8 @@ static void test_escaping(void **state)
 {
 	char buf[1024];
 	capture(buf, sizeof(buf), emit_escape);
-	assert_non_null(strstr(buf, "level=warning msg=\"a \\\"quoted\\\" \\\\ line\\nnext\\ttab\\x01\""));
+	assert_non_null(
+	        strstr(buf, "level=warning msg=\"a \\\"quoted\\\" \\\\ line\\nnext\\ttab\\x01\""));
 	/* exactly one line */
 	assert_ptr_equal(strchr(buf, '\n'), buf + strlen(buf) - 1);
 }
@@ -72,7 +73,8 @@ static void test_errno_field(void **state)
 {
 	char buf[1024];
 	capture(buf, sizeof(buf), emit_errno);
-	assert_non_null(strstr(buf, "level=error msg=\"open \\\"/x\\\"\" error=\"No such file or directory\""));
+	assert_non_null(strstr(
+	        buf, "level=error msg=\"open \\\"/x\\\"\" error=\"No such file or directory\""));
 }
 
 static void emit_kv(void)
@@ -151,14 +153,14 @@ static void test_truncation_keeps_newline(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_logfmt_line),
-		cmocka_unit_test(test_escaping),
-		cmocka_unit_test(test_errno_field),
-		cmocka_unit_test(test_kv),
-		cmocka_unit_test(test_level_filter_skips_arguments),
-		cmocka_unit_test(test_level_parse),
-		cmocka_unit_test(test_quote),
-		cmocka_unit_test(test_truncation_keeps_newline),
+	        cmocka_unit_test(test_logfmt_line),
+	        cmocka_unit_test(test_escaping),
+	        cmocka_unit_test(test_errno_field),
+	        cmocka_unit_test(test_kv),
+	        cmocka_unit_test(test_level_filter_skips_arguments),
+	        cmocka_unit_test(test_level_parse),
+	        cmocka_unit_test(test_quote),
+	        cmocka_unit_test(test_truncation_keeps_newline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,7 +170,7 @@ static void test_group_commit_concurrent(void **state)
 	assert_int_equal(st.write_calls, THREADS * WRITES_PER_THREAD);
 	/* batching happened: fewer commits (fsyncs) than writes */
 	print_message("# %llu writes in %llu commits\n", (unsigned long long)st.write_calls,
-		      (unsigned long long)st.commits);
+	              (unsigned long long)st.commits);
 	assert_true(st.commits < st.write_calls);
 }
 
@@ -225,13 +225,13 @@ static void test_open_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_closure_rolls_back, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_durable_across_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_grows, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
-		cmocka_unit_test(test_open_error),
+	        cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_failed_closure_rolls_back, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_durable_across_reopen, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_map_grows, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+	        cmocka_unit_test(test_open_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

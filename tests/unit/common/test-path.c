@@ -66,16 +66,16 @@ static void check_confinement(struct fixture *f)
 	close(fd);
 	/* "..", absolute paths and symlinks out are refused */
 	assert_true(path_openat(f->root, "../outside/x", O_WRONLY | O_CREAT, 0644,
-				PATH_RESOLVE_BENEATH) < 0);
+	                        PATH_RESOLVE_BENEATH) < 0);
 	assert_true(path_openat(f->root, "/etc/passwd", O_RDONLY, 0, PATH_RESOLVE_BENEATH) < 0);
-	assert_true(path_openat(f->root, "rel/x", O_WRONLY | O_CREAT, 0644,
-				PATH_RESOLVE_BENEATH) < 0);
+	assert_true(path_openat(f->root, "rel/x", O_WRONLY | O_CREAT, 0644, PATH_RESOLVE_BENEATH) <
+	            0);
 	assert_true(path_openat(f->root, "abs/tmp/x", O_WRONLY | O_CREAT, 0644,
-				PATH_RESOLVE_BENEATH) < 0);
+	                        PATH_RESOLVE_BENEATH) < 0);
 	assert_true(outside_is_empty(f));
 	/* NO_SYMLINKS refuses even a symlink that stays inside */
 	assert_true(path_openat(f->root, "inside/file", O_RDONLY, 0,
-				PATH_RESOLVE_BENEATH | PATH_RESOLVE_NO_SYMLINKS) < 0);
+	                        PATH_RESOLVE_BENEATH | PATH_RESOLVE_NO_SYMLINKS) < 0);
 	assert_int_equal(path_openat(f->root, "", O_RDONLY, 0, PATH_RESOLVE_BENEATH), -EINVAL);
 }
 
@@ -103,7 +103,7 @@ static void test_confinement_fallback(void **state)
 	check_confinement(f);
 	/* the fallback is stricter: any intermediate symlink is refused */
 	assert_int_equal(path_openat(f->root, "inside/file", O_RDONLY, 0, PATH_RESOLVE_BENEATH),
-			 -ELOOP);
+	                 -ELOOP);
 	/* a final symlink is not followed either */
 	assert_true(path_openat(f->root, "abs", O_RDONLY, 0, PATH_RESOLVE_BENEATH) < 0);
 	int fd = path_openat(f->root, "./sub//file", O_RDONLY, 0, PATH_RESOLVE_BENEATH);
@@ -216,14 +216,14 @@ static void test_loop_io(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_confinement_openat2, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_confinement_fallback, setup, teardown),
-		cmocka_unit_test(test_normalize),
-		cmocka_unit_test(test_split_join),
-		cmocka_unit_test_setup_teardown(test_mkdir_p_at, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_atomic_write_and_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rm_rf, setup, teardown),
-		cmocka_unit_test(test_loop_io),
+	        cmocka_unit_test_setup_teardown(test_confinement_openat2, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_confinement_fallback, setup, teardown),
+	        cmocka_unit_test(test_normalize),
+	        cmocka_unit_test(test_split_join),
+	        cmocka_unit_test_setup_teardown(test_mkdir_p_at, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_atomic_write_and_read, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rm_rf, setup, teardown),
+	        cmocka_unit_test(test_loop_io),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
