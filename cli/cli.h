@@ -53,3 +53,4 @@ void cli_print_command_help(const struct cli_command *c);
 
 int cmd_version(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_doctor(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);

@@ -7,7 +7,7 @@ static const struct cli_command commands[] = {
          "serve\n\n"
          "Serves containerd's Snapshots and Content services and Strata's own\n"
          "Images service on --address. SIGTERM drains in-flight calls and exits 0.",
-         NULL},
+         cmd_serve},
         {"pull", "Pull an image from a registry",
          "pull [--plain-http] [--platform P] [--lazy|--no-lazy] [--user USER[:PASS]] [--quiet] "
          "REF\n\n"

@@ -26,6 +26,8 @@
 #define TOML_MAX_DEPTH 64
 /* toml_parse_file() refuses larger files: configs are a few KiB. */
 #define TOML_MAX_FILE_SIZE (16u * 1024 * 1024)
+/* Tables with this many keys get a hash index (a power of two). */
+#define TABLE_INDEX_MIN 16
 
 /*
  * How a table or array came to exist, which decides what may still be done
@@ -68,6 +70,8 @@ struct toml_value {
 		struct {
 			struct toml_entry *entries;
 			size_t n, cap;
+			size_t *index; /* entry + 1 by key hash; 0 is empty */
+			size_t index_cap;
 		} tab;
 	};
 };
@@ -163,6 +167,7 @@ struct toml_value *toml_free(struct toml_value *v)
 			toml_free(v->tab.entries[i].val);
 		}
 		free(v->tab.entries);
+		free(v->tab.index);
 		break;
 	default:
 		break;
@@ -188,17 +193,6 @@ static int grow(void **p, size_t *cap, size_t n, size_t elem)
 	return 0;
 }
 
-/* Append key = v; takes ownership of both only on success. */
-static int table_add(struct toml_value *t, char *key, struct toml_value *v)
-{
-	int r = grow((void **)&t->tab.entries, &t->tab.cap, t->tab.n, sizeof(struct toml_entry));
-
-	if (r < 0)
-		return r;
-	t->tab.entries[t->tab.n++] = (struct toml_entry){.key = key, .val = v};
-	return 0;
-}
-
 /* Append v; takes ownership only on success. */
 static int array_add(struct toml_value *a, struct toml_value *v)
 {
@@ -210,14 +204,83 @@ static int array_add(struct toml_value *a, struct toml_value *v)
 	return 0;
 }
 
-/* Linear lookup: configs hold a handful of keys per table, and the fuzzer's
- * inputs are small, so a hash index would not pay for itself. */
+/* FNV-1a */
+static uint64_t hash_key(const char *s)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+	return h;
+}
+
+static void index_put(size_t *index, size_t cap, const char *key, size_t i)
+{
+	size_t slot = hash_key(key) & (cap - 1);
+
+	while (index[slot])
+		slot = (slot + 1) & (cap - 1);
+	index[slot] = i + 1;
+}
+
+/* Index the newest entry. Small tables (every real config's) do without:
+ * a linear scan is faster there, but quadratic on a hostile file with
+ * thousands of keys. The index is kept at most half full. */
+static int table_index_last(struct toml_value *t)
+{
+	size_t n = t->tab.n, cap;
+	size_t *index;
+
+	if (n < TABLE_INDEX_MIN)
+		return 0;
+	if (n * 2 <= t->tab.index_cap) {
+		index_put(t->tab.index, t->tab.index_cap, t->tab.entries[n - 1].key, n - 1);
+		return 0;
+	}
+	cap = t->tab.index_cap ? t->tab.index_cap * 2 : TABLE_INDEX_MIN * 4;
+	index = calloc(cap, sizeof(*index));
+	if (!index)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		index_put(index, cap, t->tab.entries[i].key, i);
+	free(t->tab.index);
+	t->tab.index = index;
+	t->tab.index_cap = cap;
+	return 0;
+}
+
 static struct toml_value *table_find(const struct toml_value *t, const char *key)
 {
+	if (t->tab.index) {
+		size_t mask = t->tab.index_cap - 1;
+
+		for (size_t slot = hash_key(key) & mask; t->tab.index[slot];
+		     slot = (slot + 1) & mask) {
+			const struct toml_entry *e = &t->tab.entries[t->tab.index[slot] - 1];
+
+			if (streq(e->key, key))
+				return e->val;
+		}
+		return NULL;
+	}
 	for (size_t i = 0; i < t->tab.n; i++)
 		if (streq(t->tab.entries[i].key, key))
 			return t->tab.entries[i].val;
 	return NULL;
+}
+
+/* Append key = v; takes ownership of both only on success. */
+static int table_add(struct toml_value *t, char *key, struct toml_value *v)
+{
+	int r = grow((void **)&t->tab.entries, &t->tab.cap, t->tab.n, sizeof(struct toml_entry));
+
+	if (r < 0)
+		return r;
+	t->tab.entries[t->tab.n++] = (struct toml_entry){.key = key, .val = v};
+	r = table_index_last(t);
+	if (r < 0)
+		t->tab.n--; /* hand key and v back to the caller */
+	return r;
 }
 
 /* Create an empty table or array under *key in t (taking *key on success). */
@@ -531,36 +594,24 @@ static int parse_unicode_escape(struct parser *p, size_t ndigits, struct strbuf 
 	return strbuf_add(sb, out, utf8_encode(cp, out));
 }
 
+/* The one-letter escapes, followed by what each stands for. */
+static const char escapes[] = "btnfr\"\\"
+                              "\b\t\n\f\r\"\\";
+#define ESCAPES_LEN 7
+
 /* A backslash escape in a basic string; p->pos is at the backslash. */
 static int parse_escape(struct parser *p, bool multiline, struct strbuf *sb)
 {
 	size_t at = p->pos;
 	char c = p->pos + 1 < p->len ? p->buf[p->pos + 1] : '\0';
 	char cb[16];
-	const char *rep;
+	const char *e;
 
+	if ((e = memchr(escapes, c, ESCAPES_LEN))) {
+		p->pos += 2;
+		return strbuf_add(sb, &escapes[e - escapes + ESCAPES_LEN], 1);
+	}
 	switch (c) {
-	case 'b':
-		rep = "\b";
-		break;
-	case 't':
-		rep = "\t";
-		break;
-	case 'n':
-		rep = "\n";
-		break;
-	case 'f':
-		rep = "\f";
-		break;
-	case 'r':
-		rep = "\r";
-		break;
-	case '"':
-		rep = "\"";
-		break;
-	case '\\':
-		rep = "\\";
-		break;
 	case 'u':
 		return parse_unicode_escape(p, 4, sb);
 	case 'U':
@@ -590,8 +641,6 @@ static int parse_escape(struct parser *p, bool multiline, struct strbuf *sb)
 		return fail(p, at, "invalid escape sequence: backslash followed by %s",
 		            char_desc(p, at + 1, cb));
 	}
-	p->pos += 2;
-	return strbuf_add(sb, rep, 1);
 }
 
 /*

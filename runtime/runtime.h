@@ -37,3 +37,314 @@ struct rt_check {
  * owned by the caller: free with rt_checks_free(). */
 int rt_host_checks(const char *cni_path, struct rt_check **ret, size_t *ret_n);
 struct rt_check *rt_checks_free(struct rt_check *checks, size_t n);
+
+/* ======================================================================
+ * Running a container without containerd (issue 8).
+ *
+ * The path is containerd's own: a bundle directory with config.json (spec.c),
+ * a network namespace wired by CNI plugins (cni.c, netns.c), then
+ * containerd-shim-runc-v2 started with the shim v2 `start` protocol and
+ * driven over ttrpc (shim.c, ttrpc.c), which runs runc.
+ * ====================================================================== */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RT_SHIM_BINARY       "containerd-shim-runc-v2"
+#define RT_DEFAULT_NAMESPACE "strata"
+#define RT_DEFAULT_CNI_CONF  "/etc/cni/net.d"
+#define RT_NETNS_DIR         "/run/netns"
+#define RT_CNI_NETWORK       "strata"
+#define RT_CNI_BRIDGE        "strata0"
+#define RT_CNI_SUBNET        "10.4.88.0/24"
+#define RT_CNI_GATEWAY       "10.4.88.1"
+
+/* Say which binary is missing and how to install it: -ENOENT with
+ * "runc not found in PATH: install it with 'apt-get install runc'". */
+int rt_require_binary(const char *name, char **ret_path, struct strata_error **ret_err);
+
+/* ---------------------------------------------------------------- ttrpc --
+ * A ttrpc client on a unix socket (runtime/ttrpc.c). Thread-safe: calls from
+ * several threads share one connection and are matched by stream id (odd,
+ * from 1), so a blocking Wait and a Kill can be in flight together. */
+#define RT_TTRPC_MAX_MESSAGE (4u << 20)
+
+struct rt_ttrpc;
+
+/* address: "unix:///path", "/path" or "@abstract". */
+int rt_ttrpc_connect(const char *address, struct rt_ttrpc **ret, struct strata_error **ret_err);
+/* Adopt a connected socket (tests, socketpair). Takes ownership of fd. */
+int rt_ttrpc_new(int fd, struct rt_ttrpc **ret);
+/* One unary call. timeout_ms < 0 waits forever; > 0 is also sent to the
+ * server as timeout_nano. A non-OK status becomes -errno through
+ * strata_grpc_to_errno() with the server's message in *ret_err. The reply
+ * payload is malloc'd (may be NULL with length 0). */
+int rt_ttrpc_call(struct rt_ttrpc *c, const char *service, const char *method, const void *req,
+                  size_t req_len, int64_t timeout_ms, void **ret_payload, size_t *ret_len,
+                  struct strata_error **ret_err);
+struct rt_ttrpc *rt_ttrpc_free(struct rt_ttrpc *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_ttrpc *, rt_ttrpc_free)
+
+/* ----------------------------------------------------------------- shim --
+ * containerd-shim-runc-v2 (runtime/shim.c). */
+struct rt_shim_params {
+	const char *ns;             /* NULL = RT_DEFAULT_NAMESPACE */
+	const char *id;             /* the bundle dir's basename */
+	const char *bundle;         /* absolute */
+	const char *address;        /* our stand-in for containerd's -address */
+	const char *runtime_binary; /* runc (NULL) or crun, via runc Options */
+};
+
+enum rt_task_status {
+	RT_TASK_UNKNOWN = 0,
+	RT_TASK_CREATED = 1,
+	RT_TASK_RUNNING = 2,
+	RT_TASK_STOPPED = 3,
+	RT_TASK_PAUSED = 4,
+	RT_TASK_PAUSING = 5,
+};
+const char *rt_task_status_to_string(enum rt_task_status s);
+
+struct rt_mount {
+	char *type;
+	char *source;
+	char *target;   /* unused for rootfs mounts */
+	char **options; /* NULL-terminated */
+};
+
+struct rt_task_create {
+	const char *bundle;            /* absolute; the shim's cwd */
+	const struct rt_mount *rootfs; /* n_rootfs mounts for the shim to mount */
+	size_t n_rootfs;
+	bool terminal;
+	const char *stdin_path, *stdout_path, *stderr_path; /* NULL/"" = none */
+};
+
+struct rt_task_state {
+	uint32_t pid;
+	enum rt_task_status status;
+	uint32_t exit_status;
+	bool terminal;
+};
+
+struct rt_shim;
+
+/* Start a shim for the bundle and connect to it. The bundle's `log` fifo is
+ * created, opened O_RDWR|O_NONBLOCK and drained by a thread of ours before
+ * `start` (a shim with no reader on it hangs). */
+int rt_shim_start(const struct rt_shim_params *p, struct rt_shim **ret,
+                  struct strata_error **ret_err);
+/* Reconnect to a running shim (after a Strata restart) by its address. */
+int rt_shim_connect(const char *address, const char *id, struct rt_shim **ret,
+                    struct strata_error **ret_err);
+const char *rt_shim_address(const struct rt_shim *s);
+
+/* The Task API; exec_id NULL = the init process. */
+int rt_shim_connect_task(struct rt_shim *s, uint32_t *ret_shim_pid, uint32_t *ret_task_pid,
+                         struct strata_error **ret_err);
+int rt_shim_create(struct rt_shim *s, const struct rt_task_create *t, uint32_t *ret_pid,
+                   struct strata_error **ret_err);
+int rt_shim_start_task(struct rt_shim *s, const char *exec_id, uint32_t *ret_pid,
+                       struct strata_error **ret_err);
+/* Blocks until the process exits (no timeout). */
+int rt_shim_wait(struct rt_shim *s, const char *exec_id, uint32_t *ret_status,
+                 struct strata_error **ret_err);
+int rt_shim_kill(struct rt_shim *s, const char *exec_id, int sig, bool all,
+                 struct strata_error **ret_err);
+int rt_shim_delete(struct rt_shim *s, const char *exec_id, uint32_t *ret_status,
+                   struct strata_error **ret_err);
+int rt_shim_state(struct rt_shim *s, const char *exec_id, struct rt_task_state *ret,
+                  struct strata_error **ret_err);
+int rt_shim_resize_pty(struct rt_shim *s, const char *exec_id, unsigned width, unsigned height,
+                       struct strata_error **ret_err);
+int rt_shim_close_stdin(struct rt_shim *s, const char *exec_id, struct strata_error **ret_err);
+/* Ask the shim to exit; a closed connection counts as success. */
+int rt_shim_shutdown(struct rt_shim *s, struct strata_error **ret_err);
+struct rt_shim *rt_shim_free(struct rt_shim *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_shim *, rt_shim_free)
+
+/* Clean up after a shim that died: `shim ... -bundle B delete` (runc delete
+ * --force, rootfs unmount) and removal of its /run/containerd/s socket.
+ * ret_status (may be NULL) receives the reported exit status. */
+int rt_shim_cleanup_dead(const struct rt_shim_params *p, uint32_t *ret_status,
+                         struct strata_error **ret_err);
+/* unix:///run/containerd/s/<sha256(address+ns+id)>, as the shim computes it. */
+int rt_shim_socket_address(const struct rt_shim_params *p, char **ret);
+
+/* ----------------------------------------------------------------- spec --
+ * config.json generation (runtime/spec.c, user.c). */
+enum rt_net_mode {
+	RT_NET_BRIDGE = 0, /* a netns wired by CNI (default) */
+	RT_NET_HOST,       /* the host's network namespace */
+	RT_NET_NONE,       /* a netns with loopback only */
+};
+
+struct rt_volume {
+	char *host;
+	char *container;
+	bool readonly;
+};
+
+struct rt_spec_opts {
+	const char *id;
+	const char *ns;         /* for cgroupsPath "/<ns>/<id>"; NULL = default */
+	char **args;            /* NULL = image Cmd (after Entrypoint) */
+	const char *entrypoint; /* NULL = image Entrypoint; "" clears it */
+	char **env;             /* "K=V" (or "K" = take from our env), replace by key */
+	const char *env_file;   /* lines K=V, # comments */
+	const char *cwd;        /* NULL = image WorkingDir or "/" */
+	const char *user;       /* NULL = image User or root */
+	const char *hostname;   /* NULL = first 12 chars of id */
+	const struct rt_volume *volumes;
+	size_t n_volumes;
+	bool tty;
+	bool readonly_rootfs;
+	enum rt_net_mode net;
+	const char *netns_path;    /* bridge/none: /run/netns/X */
+	const char *root_path;     /* root.path: "rootfs" or absolute */
+	const char *resolv_conf;   /* host file bind-mounted at /etc/resolv.conf, or NULL */
+	const char *hosts_file;    /* likewise /etc/hosts */
+	const char *hostname_file; /* likewise /etc/hostname */
+};
+
+/* Parse "HOST:CTR[:ro|rw]" (HOST made absolute against cwd). */
+int rt_volume_parse(const char *s, struct rt_volume *ret, struct strata_error **ret_err);
+void rt_volume_done(struct rt_volume *v);
+
+/* image_config: the image config's "config" object (or the whole image config
+ * JSON, from which "config" is taken); NULL = empty. rootfs_fd: the rootfs
+ * directory, used only for user/group lookup, confined to it. The result is a
+ * JSON document (malloc'd). */
+int rt_spec_generate(const char *image_config, int rootfs_fd, const struct rt_spec_opts *o,
+                     char **ret_json, struct strata_error **ret_err);
+
+struct rt_user {
+	uid_t uid;
+	gid_t gid;
+	gid_t *additional_gids;
+	size_t n_additional_gids;
+	char *home; /* NULL when unknown */
+};
+/* Resolve "uid", "uid:gid", "name", "name:group", "uid:group", "name:gid" in the
+ * rootfs's /etc/passwd and /etc/group, read with RESOLVE_IN_ROOT so a symlink
+ * in the image cannot point us at the host's files. */
+int rt_user_resolve(int rootfs_fd, const char *spec, struct rt_user *ret,
+                    struct strata_error **ret_err);
+void rt_user_done(struct rt_user *u);
+
+/* ------------------------------------------------------------------ CNI --
+ * Network namespaces (runtime/netns.c) and CNI plugin chains (runtime/cni.c). */
+
+/* Create /run/netns/<name> holding a fresh network namespace (made by a
+ * child that unshares and is bind mounted by us). -EEXIST if present. */
+int rt_netns_create(const char *name, char **ret_path, struct strata_error **ret_err);
+/* Unmount and remove it; missing is fine. */
+int rt_netns_remove(const char *name, struct strata_error **ret_err);
+
+struct rt_cni_config {
+	const char *conf_dir;    /* NULL = RT_DEFAULT_CNI_CONF */
+	const char *plugin_path; /* ":"-separated; NULL = RT_DEFAULT_CNI_PATH */
+};
+
+struct rt_port_mapping {
+	uint16_t host_port;
+	uint16_t container_port;
+	const char *protocol; /* "tcp" (NULL) or "udp" */
+	const char *host_ip;  /* NULL = all */
+};
+
+/* Strata's default conflist (bridge strata0, 10.4.88.0/24), as JSON. */
+char *rt_cni_default_conflist(void);
+/* Load <conf_dir>/strata.conflist, writing the default there on first use. */
+int rt_cni_load_conflist(const struct rt_cni_config *cfg, char **ret_json,
+                         struct strata_error **ret_err);
+/* Run ADD over the list in order (prevResult chained); returns the final
+ * result JSON. On failure, already-added plugins are DELeted. */
+int rt_cni_add(const struct rt_cni_config *cfg, const char *conflist, const char *container_id,
+               const char *netns_path, const char *ifname, const struct rt_port_mapping *ports,
+               size_t n_ports, char **ret_result, struct strata_error **ret_err);
+/* DEL in reverse with the stored result (may be NULL); idempotent. */
+int rt_cni_del(const struct rt_cni_config *cfg, const char *conflist, const char *container_id,
+               const char *netns_path, const char *ifname, const struct rt_port_mapping *ports,
+               size_t n_ports, const char *prev_result, struct strata_error **ret_err);
+/* Bring up lo in a netns with the loopback plugin (--net none). */
+int rt_cni_loopback(const struct rt_cni_config *cfg, const char *container_id,
+                    const char *netns_path, bool add, struct strata_error **ret_err);
+/* First IPv4 address ("a.b.c.d", no prefix) of a result; NULL if none. */
+char *rt_cni_result_ip(const char *result);
+
+/* ------------------------------------------------------------ container --
+ * The entry point `strata run` uses (runtime/container.c). A container's
+ * state lives in ROOT/containers/<id>/, which is also the shim's bundle:
+ *   config.json, rootfs/, log (shim log fifo), strata.json (our record),
+ *   network.json (conflist + CNI ADD result, for DEL), container.log
+ *   (detached output), stdin/stdout/stderr fifos (attached). */
+struct rt_container_config {
+	const char *root;              /* Strata's --root */
+	const char *id;                /* NULL = random 64 hex */
+	const char *name;              /* NULL = none */
+	const char *image;             /* reference, for ps */
+	const char *image_config;      /* image config JSON (may be NULL) */
+	const char *rootfs;            /* an existing rootfs dir, or */
+	const struct rt_mount *mounts; /* mounts we mount on <dir>/rootfs */
+	size_t n_mounts;
+	struct rt_spec_opts spec; /* id, netns_path, root_path are filled in */
+	const struct rt_port_mapping *ports;
+	size_t n_ports;
+	struct rt_cni_config cni;
+	const char *runtime_binary; /* runc (NULL) or crun */
+	const char *ns;             /* NULL = RT_DEFAULT_NAMESPACE */
+	bool detach;                /* output to container.log, not to us */
+	bool interactive;           /* relay our stdin */
+	/* Attached mode relays to fds 0/1/2, or to these when set. */
+	bool custom_stdio;
+	int stdin_fd, stdout_fd, stderr_fd;
+};
+
+struct rt_container;
+
+/* Bundle, rootfs, network, shim, Create. Nothing runs yet. On failure,
+ * everything made so far is removed. */
+int rt_container_create(const struct rt_container_config *cfg, struct rt_container **ret,
+                        struct strata_error **ret_err);
+/* Start the init process; for attached containers also starts relaying
+ * stdio between the container and our fds 0/1/2. */
+int rt_container_start(struct rt_container *c, struct strata_error **ret_err);
+/* Wait for exit, finish relaying output. *ret_code: exit status, 128+N for
+ * a signal (what `run` exits with). */
+int rt_container_wait(struct rt_container *c, int *ret_code, struct strata_error **ret_err);
+int rt_container_kill(struct rt_container *c, int sig, struct strata_error **ret_err);
+/* Delete the task, stop the shim, CNI DEL, remove the netns, unmount the
+ * rootfs and remove the directory. force: kill a running task first, and
+ * clean up after a dead shim. */
+int rt_container_delete(struct rt_container *c, bool force, struct strata_error **ret_err);
+
+/* Load a container record by id (or unique id prefix, or name). */
+int rt_container_load(const char *root, const char *id, struct rt_container **ret,
+                      struct strata_error **ret_err);
+
+struct rt_container_info {
+	char *id;
+	char *name;
+	char *image;
+	char *command;
+	char *created;              /* RFC 3339 */
+	enum rt_task_status status; /* RT_TASK_UNKNOWN when the shim is gone */
+	bool shim_alive;
+	int exit_code; /* when STOPPED */
+	uint32_t pid;
+	uint32_t shim_pid; /* 0 when the shim is gone */
+	char *ip;          /* bridge address or NULL */
+};
+void rt_container_info_done(struct rt_container_info *i);
+/* Query the shim (if any) and describe the container. */
+int rt_container_inspect(struct rt_container *c, struct rt_container_info *ret,
+                         struct strata_error **ret_err);
+/* ids of all container records under root (NULL-terminated, malloc'd). */
+int rt_container_list(const char *root, char ***ret_ids, struct strata_error **ret_err);
+
+const char *rt_container_id(const struct rt_container *c);
+const char *rt_container_dir(const struct rt_container *c);
+struct rt_container *rt_container_free(struct rt_container *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_container *, rt_container_free)

@@ -21,7 +21,7 @@ run_pkgs=(
 test_pkgs=(
 	bats docker-registry skopeo umoci busybox-static stargz-snapshotter
 	clang-format curl jq openssl python3 e2fsprogs
-	python3-grpcio python3-protobuf protobuf-compiler valgrind
+	python3-grpcio python3-protobuf python3-h2 protobuf-compiler valgrind
 )
 
 missing=()

@@ -112,7 +112,9 @@ CFG
 	}
 }
 
-# start_containerd [extra toml]: Debian's containerd with a private config;
+# start_containerd [TOP-LEVEL TOML] [TABLES TOML]: Debian's containerd with a
+# private config (top-level keys such as disabled_plugins must come before the
+# first table, hence two fragments);
 # root, state and socket under $TEST_TMP. Sets CONTAINERD_SOCK.
 start_containerd() {
 	local dir="$TEST_TMP/containerd"
@@ -120,6 +122,7 @@ start_containerd() {
 	CONTAINERD_SOCK="$dir/containerd.sock"
 	cat >"$dir/config.toml" <<CFG
 version = 2
+${1:-}
 root = "$dir/root"
 state = "$dir/state"
 [grpc]
@@ -130,7 +133,7 @@ state = "$dir/state"
   level = "info"
 [metrics]
   address = ""
-${1:-}
+${2:-}
 CFG
 	containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
 	track_pid $!
@@ -158,4 +161,45 @@ build_busybox_image() {
 # push_image LAYOUT TAG NAME: copy an OCI layout into the test registry.
 push_image() {
 	skopeo copy --quiet --dest-tls-verify=false "oci:$1:$2" "docker://$REGISTRY/$3"
+}
+
+# start_strata: `strata serve` with root and socket under $TEST_TMP.
+# Sets STRATA_ROOT_DIR, STRATA_SOCK and STRATA_PID.
+start_strata() {
+	STRATA_ROOT_DIR="$TEST_TMP/strata-root"
+	STRATA_SOCK="$TEST_TMP/run/strata.sock"
+	"$STRATA_BIN" --root "$STRATA_ROOT_DIR" --address "$STRATA_SOCK" --log-level "${STRATA_LOG_LEVEL:-info}" \
+		serve >"$TEST_TMP/strata.log" 2>&1 &
+	STRATA_PID=$!
+	track_pid "$STRATA_PID"
+	export STRATA_ROOT_DIR STRATA_SOCK STRATA_PID
+	wait_for 10 test -S "$STRATA_SOCK" || {
+		cat "$TEST_TMP/strata.log" >&2
+		return 1
+	}
+}
+
+# The containerd config fragments that point proxy plugins at Strata. When
+# proxying content, containerd's own content store must be disabled (two
+# content plugins would be picked at random): start_containerd
+# "$(strata_proxy_toplevel)" "$(strata_proxy_config content)".
+strata_proxy_toplevel() {
+	echo 'disabled_plugins = ["io.containerd.content.v1.content"]'
+}
+
+strata_proxy_config() {
+	local with_content=${1:-}
+	cat <<CFG
+[proxy_plugins]
+  [proxy_plugins.strata]
+    type = "snapshot"
+    address = "$STRATA_SOCK"
+CFG
+	if [ -n "$with_content" ]; then
+		cat <<CFG
+  [proxy_plugins.strata-content]
+    type = "content"
+    address = "$STRATA_SOCK"
+CFG
+	fi
 }

@@ -492,6 +492,41 @@ static void test_accessors(void **state)
 	assert_null(toml_free(NULL));
 }
 
+static void test_many_keys(void **state)
+{
+	/* enough keys that lookups go through the hash index */
+	_cleanup_toml_ struct toml_value *t = NULL;
+	_cleanup_free_ char *src = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&src, &len);
+	char key[32];
+
+	assert_non_null(f);
+	for (int i = 0; i < 1000; i++)
+		fprintf(f, "k%d = %d\n", i, i);
+	assert_int_equal(fclose(f), 0);
+	t = parse_ok(src);
+
+	assert_int_equal(toml_count(t), 1000);
+	for (int i = 0; i < 1000; i++) {
+		(void)snprintf(key, sizeof(key), "k%d", i);
+		assert_int_equal(int_of(toml_get(t, key)), i);
+		assert_string_equal(toml_key_at(t, (size_t)i), key);
+	}
+	assert_null(toml_get(t, "k1000"));
+
+	/* duplicates are still caught past the indexing threshold */
+	free(src);
+	src = NULL;
+	f = open_memstream(&src, &len);
+	assert_non_null(f);
+	for (int i = 0; i < 100; i++)
+		fprintf(f, "k%d = %d\n", i, i);
+	fprintf(f, "k42 = 0\n");
+	assert_int_equal(fclose(f), 0);
+	check_error(src, 101, 1, "duplicate key 'k42'");
+}
+
 /* ---- real configs ---- */
 
 static const char hosts_toml[] = "server = \"https://registry-1.docker.io\"\n"
@@ -908,6 +943,7 @@ int main(void)
 	        cmocka_unit_test(test_empty_and_bom),
 	        cmocka_unit_test(test_not_nul_terminated),
 	        cmocka_unit_test(test_accessors),
+	        cmocka_unit_test(test_many_keys),
 	        cmocka_unit_test(test_hosts_toml),
 	        cmocka_unit_test(test_containerd_config),
 	        cmocka_unit_test(test_parse_file),

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * strata serve: the daemon. Opens the one LMDB environment, the content
+ * store and the snapshotter under --root, serves them (and Health) on
+ * --address, and runs until SIGTERM/SIGINT, which drains in-flight calls.
+ */
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "content.h"
+#include "proxy.h"
+#include "snapshotter.h"
+
+/* The signal handler's only way to reach the server: set before the
+ * handlers are installed, cleared after they are restored. */
+static struct proxy_server *volatile serve_server;
+
+static void on_stop_signal(int sig)
+{
+	struct proxy_server *s = serve_server;
+	if (s)
+		proxy_server_stop(s);
+}
+
+static int install_signals(bool on)
+{
+	struct sigaction sa = {.sa_handler = on ? on_stop_signal : SIG_DFL};
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+		return negative_errno();
+	/* A client that disconnects mid-write must not kill the daemon. */
+	return sigaction(SIGPIPE, &ign, NULL) < 0 ? negative_errno() : 0;
+}
+
+static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
+{
+	_cleanup_(strata_meta_closep) struct strata_meta *meta = NULL;
+	_cleanup_(content_store_closep) struct content_store *content = NULL;
+	_cleanup_(snap_store_closep) struct snap_store *snaps = NULL;
+	_cleanup_(proxy_server_freep) struct proxy_server *server = NULL;
+	_cleanup_free_ char *meta_dir = NULL;
+	struct proxy_server_config cfg = {.address = ctx->address};
+	int r;
+
+	if (geteuid() != 0)
+		return strata_error_set(ret_err, -EPERM,
+					"must run as root: snapshots are overlay and FUSE mounts");
+	r = path_mkdir_p(ctx->root, 0711);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "create root \"%s\"", ctx->root);
+	meta_dir = path_join(ctx->root, "meta");
+	if (!meta_dir)
+		return -ENOMEM;
+
+	r = strata_meta_open(meta_dir, NULL, &meta, ret_err);
+	if (r >= 0)
+		r = content_store_open(ctx->root, meta, NULL, &content, ret_err);
+	if (r >= 0)
+		r = snap_store_open(ctx->root, meta, NULL, &snaps, ret_err);
+	if (r >= 0)
+		r = proxy_server_new(&cfg, &server, ret_err);
+	if (r >= 0)
+		r = proxy_snapshots_register(server, snaps, ret_err);
+	if (r >= 0)
+		r = proxy_content_register(server, content, ret_err);
+	if (r < 0)
+		return r;
+
+	serve_server = server;
+	r = install_signals(true);
+	if (r < 0) {
+		serve_server = NULL;
+		return strata_error_set_errno(ret_err, r, "install signal handlers");
+	}
+	(void)proxy_server_notify_ready();
+	log_info("strata serve ready: root=%s address=%s", ctx->root, ctx->address);
+
+	r = proxy_server_run(server);
+
+	(void)install_signals(false);
+	serve_server = NULL;
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "serve on \"%s\"", ctx->address);
+	log_info("strata serve stopped");
+	return 0;
+}
+
+int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
+{
+	_cleanup_error_ struct strata_error *err = NULL;
+
+	if (argc > 1)
+		return cli_usage_error("serve", "unknown argument \"%s\"", argv[1]);
+	if (serve(ctx, &err) < 0) {
+		log_error("%s", strata_error_message(err));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to content/registry/: the client's shared state and the one
+ * function that performs an HTTP exchange with a registry host (auth,
+ * retries, redirects), used by fetch.c.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "registry.h"
+
+bool registry_is_localhost(const char *domain);
+
+/* --- auth.c --------------------------------------------------------------- */
+
+enum registry_auth_scheme {
+	REGISTRY_AUTH_NONE = 0,
+	REGISTRY_AUTH_BASIC,
+	REGISTRY_AUTH_BEARER,
+};
+
+struct registry_challenge {
+	enum registry_auth_scheme scheme;
+	char *realm;
+	char *service;
+	char *scope; /* what the registry asked for, if it said */
+};
+
+void registry_challenge_done(struct registry_challenge *ch);
+/* Parse a WWW-Authenticate value; prefers Bearer over Basic when several
+ * challenges are given. -EINVAL if none is understood. */
+int registry_challenge_parse(const char *value, struct registry_challenge *ret);
+
+/* base64 of "user:password" (malloc'd). */
+char *registry_basic_b64(const char *user, const char *password);
+
+/* --- client.c (state) and http.c (exchanges)
+ * ------------------------------------------------------------- */
+
+/* What a client learned about one host (scheme://host): its challenge and
+ * quirks. Lives as long as the client. */
+struct registry_host_state {
+	char *key; /* "https://host:port" */
+	struct registry_challenge challenge;
+	bool no_range; /* answered a Range request with 200 + whole blob */
+};
+
+struct registry_token {
+	char *host_key;
+	char *scope;
+	char *token; /* secret */
+	time_t expires;
+};
+
+#define REGISTRY_POOL_IDLE_MAX 16
+
+struct registry_hosts_entry {
+	char *domain;
+	struct content_registry_hosts *hosts;
+};
+
+/*
+ * Locking: `lock` protects host_states, tokens, hosts_cache (the arrays and
+ * the entries' mutable fields) and the idle handle pool. It is never held across network I/O.
+ * Everything else is set at creation and read-only afterwards. Returned
+ * content_registry_hosts stay valid for the client's lifetime (entries are
+ * never removed).
+ */
+struct content_registry_client {
+	char *hosts_dir;
+	char *docker_config_dir;
+	bool no_docker_config;
+	char *user;     /* secret */
+	char *password; /* secret */
+	bool plain_http;
+	char *user_agent;
+	unsigned max_tries;
+	unsigned retry_base_ms;
+	unsigned connect_timeout_sec;
+	unsigned low_speed_time_sec;
+
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+	pthread_mutex_t lock;
+	struct registry_host_state **host_states;
+	size_t n_host_states;
+	struct registry_token *tokens;
+	size_t n_tokens;
+	struct registry_hosts_entry *hosts_cache;
+	size_t n_hosts_cache;
+	CURL *idle[REGISTRY_POOL_IDLE_MAX];
+	size_t n_idle;
+};
+
+/* The hosts for ref's domain (cached); valid for the client's lifetime. */
+int registry_client_hosts(struct content_registry_client *c, const char *domain,
+                          const struct content_registry_hosts **ret, struct strata_error **ret_err);
+
+/* Pooled easy handles: get one (reset, or new), give it back after use. */
+CURL *registry_handle_get(struct content_registry_client *c);
+void registry_handle_put(struct content_registry_client *c, CURL *h);
+
+/* Free a secret string, wiping it first. */
+void registry_secret_free(char *s);
+void registry_secret_freep(char **s);
+
+/* "scheme://host", the key of per-host state (malloc'd). */
+char *registry_host_key(const struct content_registry_host *h);
+/* A copy of the host's known challenge (scheme NONE if none yet). */
+int registry_host_challenge_get(struct content_registry_client *c, const char *key,
+                                struct registry_challenge *ret);
+/* Remember a challenge; takes ownership of *ch. */
+int registry_host_challenge_set(struct content_registry_client *c, const char *key,
+                                struct registry_challenge *ch);
+/* A copy of a cached, unexpired token for (host, scope), or NULL. */
+char *registry_token_get(struct content_registry_client *c, const char *key, const char *scope);
+/* Cache a token (NULL drops the cached one). */
+int registry_token_put(struct content_registry_client *c, const char *key, const char *scope,
+                       const char *token, time_t expires);
+/* Credentials for host h of `domain`: the explicit --user, else docker's
+ * config.json for h->host, then for domain. 1 found, 0 none, -errno.
+ * *ret_source says where they came from, for messages (never the secret). */
+int registry_credentials_get(struct content_registry_client *c,
+                             const struct content_registry_host *h, const char *domain,
+                             char **ret_user, char **ret_pass, const char **ret_source,
+                             struct strata_error **ret_err);
+
+bool registry_host_no_range(struct content_registry_client *c,
+                            const struct content_registry_host *h);
+void registry_host_set_no_range(struct content_registry_client *c,
+                                const struct content_registry_host *h);
+
+/* One exchange with a registry host. */
+struct registry_request {
+	/* in */
+	const struct content_registry_host *host;
+	const char *domain;  /* the reference's domain, for messages */
+	const char *repo;    /* for the token scope and messages */
+	const char *method;  /* "GET" or "HEAD" */
+	const char *path;    /* after <host path>/<repo>, e.g. "/manifests/latest" */
+	const char *accept;  /* NULL = none */
+	int64_t range_start; /* < 0: no Range header */
+	int64_t range_end;   /* inclusive; < 0: open ended */
+	/* on 200 to a Range request: true = abort with range_ignored set,
+	 * false = drop the first range_start bytes and deliver the rest */
+	bool range_strict;
+	uint64_t max_body;            /* 0 = unlimited; more is -EMSGSIZE */
+	content_registry_write_fn fn; /* body of a 2xx answer; NULL = drop */
+	void *userdata;
+
+	/* out (the last answer) */
+	long status;
+	char *content_type;
+	char *docker_digest;
+	int64_t content_length; /* -1 unknown */
+	uint64_t delivered;     /* bytes handed to fn */
+	bool range_ignored;
+};
+
+void registry_request_done(struct registry_request *req);
+
+/*
+ * Perform req: authenticate (cached token, or answer a 401 challenge once),
+ * retry 5xx/429 and connection errors with backoff while nothing has been
+ * delivered, follow redirects. Returns 0 for a 2xx answer; otherwise -ENOENT
+ * (404), -EACCES (401/403), -EBADMSG (the sink saw more than max_body or a
+ * bad Content-Range), -EMSGSIZE, -EOPNOTSUPP (range_ignored), the sink's
+ * error, -EAGAIN (still 5xx/429 after the tries), -EIO and friends for
+ * transport errors; with a message naming registry, repository and what.
+ * `what` describes the operation ("manifest latest", "blob sha256:...").
+ */
+int registry_request_do(struct content_registry_client *c, struct registry_request *req,
+                        const char *what, struct strata_error **ret_err);

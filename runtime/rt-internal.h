@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* runtime/ internals shared between its files (not part of the API). */
+#pragma once
+
+#include "runtime.h"
+
+/*
+ * stdio relay for attached containers (stdio.c): one thread copies the
+ * container's stdout/stderr fifos to our fds and, when interactive, our
+ * stdin into the container's stdin fifo. The fifos' read ends are opened
+ * O_NONBLOCK before Create, so no open blocks; EOF on a fifo (the shim
+ * closes its writer once the process's output is drained) ends that stream.
+ */
+struct rt_stdio;
+
+struct rt_stdio_params {
+	int out_fd, err_fd;   /* fifo read ends (owned by the relay), err_fd may be -1 */
+	int in_fifo_fd;       /* fifo write end for the container's stdin, or -1 */
+	int src_in;           /* our stdin (not owned), -1 when not interactive */
+	int dst_out, dst_err; /* where output goes (not owned) */
+	/* Called from the relay thread when src_in reaches EOF (CloseIO). */
+	void (*stdin_eof)(void *userdata);
+	void *userdata;
+};
+
+int rt_stdio_start(const struct rt_stdio_params *p, struct rt_stdio **ret);
+/* Wait up to timeout_ms for the output streams to end, then stop and drain
+ * whatever is buffered. */
+void rt_stdio_finish(struct rt_stdio *s, int timeout_ms);
+struct rt_stdio *rt_stdio_free(struct rt_stdio *s);
+
+/* Mount/unmount the rootfs mounts list on target (container.c). */
+int rt_mount_all(const struct rt_mount *m, size_t n, const char *target,
+                 struct strata_error **ret_err);

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * snapshotter/: overlayfs snapshots with containerd's semantics (snapshots/
+ * overlay and snapshots/storage in containerd 1.6.20), and layer apply.
+ *
+ * It owns ROOT/snapshots/<id>/{fs,work} and the LMDB databases "snap.*" in
+ * the shared environment (common/meta.h). <id> is a small decimal integer
+ * from a persisted sequence, so overlay mount options stay short.
+ *
+ * Every operation is thread-safe. Metadata writes go through
+ * strata_meta_write() (group commit): each call returns after its change is
+ * durable. Directory work happens outside the write closures, ordered so that
+ * a crash at any point leaves either a consistent snapshot or a directory
+ * without metadata, which snap_cleanup() removes:
+ *   Prepare/View: mkdir <id> (+fs, work) -> commit metadata
+ *   Remove:       commit metadata        -> rm -rf <id>
+ *   Commit:       metadata only (the id, hence the directory, is kept)
+ *
+ * Error classes (negative errno, mapped to gRPC by common/error.h):
+ *   unknown key -ENOENT (NotFound); existing key/name -EEXIST (AlreadyExists);
+ *   removing a snapshot with children -ENOTEMPTY, committing a non-active
+ *   snapshot or asking mounts of a committed one -EBADFD (FailedPrecondition);
+ *   empty key, parent not committed, bad update path -EINVAL (InvalidArgument,
+ *   as containerd's storage answers for a non-committed parent).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common.h"
+
+/* containerd's snapshots.Kind numbers. */
+enum snap_kind {
+	SNAP_KIND_UNKNOWN = 0,
+	SNAP_KIND_VIEW = 1,
+	SNAP_KIND_ACTIVE = 2,
+	SNAP_KIND_COMMITTED = 3,
+};
+
+/* "view", "active", "committed" (what filters and containerd print). */
+const char *snap_kind_to_string(enum snap_kind kind);
+
+struct snap_label {
+	char *key;
+	char *value;
+};
+
+struct snap_info {
+	char *name;
+	char *parent; /* "" when none */
+	enum snap_kind kind;
+	struct timespec created;
+	struct timespec updated;
+	struct snap_label *labels;
+	size_t n_labels;
+};
+
+/* Frees the members, not the struct itself; safe on a zeroed struct. */
+void snap_info_done(struct snap_info *info);
+/* The label's value, or NULL. */
+const char *snap_info_label(const struct snap_info *info, const char *key);
+
+struct snap_usage {
+	int64_t size;   /* bytes allocated (st_blocks * 512), hard links counted once */
+	int64_t inodes; /* distinct inodes, the directory itself included */
+};
+
+/* A mount as containerd.types.Mount carries it (target is the caller's). */
+struct snap_mount {
+	char *type;
+	char *source;
+	char **options;
+	size_t n_options;
+};
+
+struct snap_mount *snap_mounts_free(struct snap_mount *mounts, size_t n);
+
+struct snap_options {
+	/* -1 auto (containerd's rule: only inside a user namespace), 0 no, 1 yes */
+	int userxattr;
+};
+
+struct snap_store; /* thread-safe */
+
+/* Open (creating ROOT/snapshots and the databases when missing). meta is
+ * borrowed and must outlive the store. */
+int snap_store_open(const char *root, struct strata_meta *meta, const struct snap_options *opts,
+                    struct snap_store **ret, struct strata_error **ret_err);
+struct snap_store *snap_store_close(struct snap_store *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct snap_store *, snap_store_close)
+
+/* ROOT/snapshots, the directory every upper/lower path lives in. */
+const char *snap_store_snapshots_dir(const struct snap_store *s);
+
+/* Create an active (Prepare) or view (View) snapshot on top of the committed
+ * snapshot `parent` (NULL or "" for none) and return its mounts. */
+int snap_prepare(struct snap_store *s, const char *key, const char *parent,
+                 const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
+                 size_t *ret_n_mounts, struct strata_error **ret_err);
+int snap_view(struct snap_store *s, const char *key, const char *parent,
+              const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
+              size_t *ret_n_mounts, struct strata_error **ret_err);
+int snap_mounts(struct snap_store *s, const char *key, struct snap_mount **ret_mounts,
+                size_t *ret_n_mounts, struct strata_error **ret_err);
+
+/* Commit the active snapshot `key` as `name`; labels replace the active
+ * snapshot's (containerd does not inherit them). Usage is computed here and
+ * stored. */
+int snap_commit(struct snap_store *s, const char *name, const char *key,
+                const struct snap_label *labels, size_t n_labels, struct strata_error **ret_err);
+int snap_remove(struct snap_store *s, const char *key, struct strata_error **ret_err);
+int snap_stat(struct snap_store *s, const char *key, struct snap_info *ret,
+              struct strata_error **ret_err);
+
+/* Update info->name's labels by field paths: "labels" replaces them all,
+ * "labels.<key>" sets (or, when absent from info, deletes) one key, no paths
+ * replaces them all; any other path is -EINVAL. ret receives the full
+ * updated info (may be NULL). */
+int snap_update(struct snap_store *s, const struct snap_info *info, const char *const paths[],
+                size_t n_paths, struct snap_info *ret, struct strata_error **ret_err);
+
+/* Stored usage for committed snapshots; computed now for active ones (views:
+ * zero, as containerd answers). */
+int snap_usage(struct snap_store *s, const char *key, struct snap_usage *ret,
+               struct strata_error **ret_err);
+
+/* Call fn for every snapshot matching the filters (common/filter.h, OR'd;
+ * fields kind, name, parent, labels.<key>). fn runs outside any transaction;
+ * a negative return stops the walk and is returned. */
+typedef int (*snap_walk_fn)(const struct snap_info *info, void *userdata);
+int snap_walk(struct snap_store *s, const char *const filters[], size_t n_filters, snap_walk_fn fn,
+              void *userdata, struct strata_error **ret_err);
+
+/* Remove directories under ROOT/snapshots that have no metadata (left by a
+ * crash, or by a Remove whose rm -rf failed). Mounted ones are skipped. */
+int snap_cleanup(struct snap_store *s, struct strata_error **ret_err);
+
+/* The id / directory of a snapshot (for lazy layers that mount on fs/). */
+int snap_get_id(struct snap_store *s, const char *key, uint64_t *ret_id,
+                struct strata_error **ret_err);
+
+/*
+ * Perform mounts on target, in order (containerd's mount.All). Overlay mounts
+ * use the new mount API (fsopen + one "lowerdir+" per layer, Linux >= 6.8) so
+ * chains are not limited by the one-page option string; on older kernels the
+ * lower dirs are made relative to their common parent directory and mounted
+ * from a child process chdir'ed there, as containerd does.
+ */
+int snap_mount_apply(const struct snap_mount *mounts, size_t n, const char *target,
+                     struct strata_error **ret_err);
+/* Tests only: skip the new mount API, to exercise the fallback. */
+void snap_mount_force_legacy(bool on);
+/* umount2(target, MNT_DETACH), tolerating "not mounted". */
+int snap_unmount(const char *target);
+
+/*
+ * Apply a layer (an OCI tar diff, plain, gzip or zstd: detected) to the
+ * active snapshot `key`, writing straight into its upper dir: OCI whiteouts
+ * become overlay whiteouts (a 0/0 char device; ".wh..wh..opq" sets
+ * trusted.overlay.opaque=y). Every path is resolved beneath the upper dir;
+ * "..", absolute names, parents that are symlinks and hardlinks leaving the
+ * layer are refused with -EINVAL naming the entry.
+ *
+ * read() is called for compressed bytes and returns the count, 0 at EOF or
+ * -errno. ret_diff_id gets sha256 of the uncompressed tar and ret_size its
+ * length (either may be NULL). On failure the snapshot holds a partial
+ * layer: remove it.
+ */
+typedef ssize_t (*snap_read_fn)(void *userdata, void *buf, size_t len);
+int snap_apply_layer(struct snap_store *s, const char *key, snap_read_fn read, void *userdata,
+                     struct strata_digest *ret_diff_id, int64_t *ret_size,
+                     struct strata_error **ret_err);
+/* Same, from an fd (read to EOF). */
+int snap_apply_layer_fd(struct snap_store *s, const char *key, int fd,
+                        struct strata_digest *ret_diff_id, int64_t *ret_size,
+                        struct strata_error **ret_err);
+/* Same, into any directory (tests, tools): the store-less core. */
+int snap_apply_tar_at(int dirfd, snap_read_fn read, void *userdata,
+                      struct strata_digest *ret_diff_id, int64_t *ret_size,
+                      struct strata_error **ret_err);

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Real runs: a busybox-static rootfs through the real containerd-shim-runc-v2,
+ * runc and CNI plugins (root only). Every test checks that it left nothing
+ * behind: netns, shim socket, container dir, host-local reservation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "runtime.h"
+
+static char tmp[] = "/tmp/strata-rt-run-XXXXXX";
+static char rootfs[256], root[256], cniconf[256];
+
+static void sh(const char *fmt, ...) _printf_(1, 2);
+static void sh(const char *fmt, ...)
+{
+	char *cmd = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	assert_true(vasprintf(&cmd, fmt, ap) >= 0);
+	va_end(ap);
+	int r = system(cmd);
+	if (r != 0)
+		fprintf(stderr, "# command failed (%d): %s\n", r, cmd);
+	free(cmd);
+}
+
+static int setup(void **state)
+{
+	if (geteuid() != 0)
+		return -1;
+	if (!mkdtemp(tmp))
+		return -1;
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", tmp);
+	snprintf(root, sizeof(root), "%s/root", tmp);
+	snprintf(cniconf, sizeof(cniconf), "%s/net.d", tmp);
+	sh("mkdir -p %s/bin %s/etc %s/tmp %s/proc %s/sys %s/dev && cp /bin/busybox %s/bin/busybox",
+	   rootfs, rootfs, rootfs, rootfs, rootfs, rootfs, rootfs);
+	sh("for a in sh ls cat echo true false sleep id env ip ping hostname wc; do "
+	   "ln -sf busybox %s/bin/$a; done",
+	   rootfs);
+	sh("printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534::/:/bin/false\\n' "
+	   ">%s/etc/passwd && printf 'root:x:0:\\nnogroup:x:65534:\\n' >%s/etc/group",
+	   rootfs, rootfs);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	sh("rm -rf %s", tmp);
+	return 0;
+}
+
+struct out {
+	int fd;
+	char path[300];
+};
+
+static void out_open(struct out *o, const char *name)
+{
+	snprintf(o->path, sizeof(o->path), "%s/%s", tmp, name);
+	o->fd = open(o->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(o->fd >= 0);
+}
+
+static char *out_read(struct out *o)
+{
+	char *s = NULL;
+	assert_int_equal(path_read_file_at(AT_FDCWD, o->path, 1 << 20, &s, NULL), 0);
+	close(o->fd);
+	return s;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Run args with net mode; returns the exit code, stdout in *ret_out. */
+static int run(const char *id, enum rt_net_mode net, const char **args, char **ret_out,
+               void (*while_running)(struct rt_container *))
+{
+	struct out o, e;
+	struct rt_container *c = NULL;
+	struct strata_error *err = NULL;
+	int code = -1, r;
+
+	out_open(&o, "stdout");
+	out_open(&e, "stderr");
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .id = id,
+	        .image = "busybox",
+	        .image_config = "{\"config\":{\"Cmd\":[\"sh\"],\"Env\":[\"FOO=bar\"]}}",
+	        .rootfs = rootfs,
+	        .spec = {.args = (char **)args, .net = net},
+	        .cni = {.conf_dir = cniconf},
+	        .custom_stdio = true,
+	        .stdin_fd = -1,
+	        .stdout_fd = o.fd,
+	        .stderr_fd = e.fd,
+	};
+	r = rt_container_create(&cfg, &c, &err);
+	if (r < 0)
+		fprintf(stderr, "# create: %s\n", strata_error_message(err));
+	assert_int_equal(r, 0);
+	r = rt_container_start(c, &err);
+	if (r < 0)
+		fprintf(stderr, "# start: %s\n", strata_error_message(err));
+	assert_int_equal(r, 0);
+	if (while_running)
+		while_running(c);
+	r = rt_container_wait(c, &code, &err);
+	if (r < 0)
+		fprintf(stderr, "# wait: %s\n", strata_error_message(err));
+	assert_int_equal(r, 0);
+	r = rt_container_delete(c, false, &err);
+	if (r < 0)
+		fprintf(stderr, "# delete: %s\n", strata_error_message(err));
+	assert_int_equal(r, 0);
+	rt_container_free(c);
+	strata_error_free(err);
+	*ret_out = out_read(&o);
+	char *errs = out_read(&e);
+	if (*errs)
+		fprintf(stderr, "# container stderr: %s", errs);
+	free(errs);
+	return code;
+}
+
+/* Nothing left behind by container id. */
+static void assert_clean(const char *id)
+{
+	char p[512];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/containers/%s", root, id);
+	assert_int_equal(stat(p, &st), -1);
+	snprintf(p, sizeof(p), "/run/netns/strata-%s", id);
+	assert_int_equal(stat(p, &st), -1);
+	snprintf(p, sizeof(p), "/run/containerd/runc/strata/%s", id);
+	assert_int_equal(stat(p, &st), -1);
+	struct rt_shim_params sp = {.ns = "strata", .id = id, .address = NULL};
+	char *addr = NULL, key[300];
+	snprintf(key, sizeof(key), "%s/containers", root);
+	sp.address = key;
+	assert_int_equal(rt_shim_socket_address(&sp, &addr), 0);
+	assert_int_equal(stat(addr + 7, &st), -1);
+	free(addr);
+	/* no mount under our temp dir */
+	char *mounts = NULL;
+	assert_int_equal(
+	        path_read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 22, &mounts, NULL), 0);
+	assert_null(strstr(mounts, tmp));
+	snprintf(p, sizeof(p), "strata-%s", id);
+	assert_null(strstr(mounts, p));
+	free(mounts);
+}
+
+static void test_echo(void **state)
+{
+	const char *args[] = {"echo", "hi", NULL};
+	char *out = NULL;
+	int64_t t0 = now_us();
+	assert_int_equal(run("echo1", RT_NET_HOST, args, &out, NULL), 0);
+	fprintf(stderr, "# echo hi (host net): %.1f ms\n", (double)(now_us() - t0) / 1000.0);
+	assert_string_equal(out, "hi\n");
+	free(out);
+	assert_clean("echo1");
+}
+
+static void test_env_from_image(void **state)
+{
+	const char *args[] = {"sh", "-c", "echo $FOO $(id -u) $(pwd)", NULL};
+	char *out = NULL;
+	assert_int_equal(run("env1", RT_NET_HOST, args, &out, NULL), 0);
+	assert_string_equal(out, "bar 0 /\n");
+	free(out);
+	assert_clean("env1");
+}
+
+static void test_exit_code(void **state)
+{
+	const char *args[] = {"sh", "-c", "exit 3", NULL};
+	char *out = NULL;
+	assert_int_equal(run("exit3", RT_NET_HOST, args, &out, NULL), 3);
+	free(out);
+	assert_clean("exit3");
+}
+
+static void kill9(struct rt_container *c)
+{
+	struct strata_error *err = NULL;
+	usleep(100000);
+	assert_int_equal(rt_container_kill(c, SIGKILL, &err), 0);
+}
+
+static void test_sigkill(void **state)
+{
+	const char *args[] = {"sleep", "30", NULL};
+	char *out = NULL;
+	assert_int_equal(run("kill9", RT_NET_HOST, args, &out, kill9), 137);
+	free(out);
+	assert_clean("kill9");
+}
+
+static void test_net_none(void **state)
+{
+	const char *args[] = {"sh", "-c",
+	                      "ls /sys/class/net; ip -o addr show lo | grep -c 127.0.0.1", NULL};
+	char *out = NULL;
+	assert_int_equal(run("netnone", RT_NET_NONE, args, &out, NULL), 0);
+	assert_string_equal(out, "lo\n1\n");
+	free(out);
+	assert_clean("netnone");
+}
+
+static void test_net_bridge(void **state)
+{
+	const char *args[] = {"sh", "-c",
+	                      "ip -o -4 addr show eth0 | grep -o '10\\.4\\.88\\.[0-9]*/24' && "
+	                      "ping -c 1 -W 2 " RT_CNI_GATEWAY " >/dev/null && echo ping-ok",
+	                      NULL};
+	char *out = NULL;
+	struct stat st;
+	char p[256];
+	assert_int_equal(run("bridge1", RT_NET_BRIDGE, args, &out, NULL), 0);
+	assert_non_null(strstr(out, "10.4.88."));
+	assert_non_null(strstr(out, "ping-ok"));
+	/* host-local released the address */
+	char ip[32] = "";
+	sscanf(out, "%31[0-9.]", ip);
+	snprintf(p, sizeof(p), "/var/lib/cni/networks/" RT_CNI_NETWORK "/%s", ip);
+	assert_int_equal(stat(p, &st), -1);
+	free(out);
+	assert_clean("bridge1");
+}
+
+static void test_missing_runc(void **state)
+{
+	char *saved = strdup(getenv("PATH"));
+	struct rt_container *c = NULL;
+	struct strata_error *err = NULL;
+	const char *args[] = {"true", NULL};
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .id = "norunc",
+	        .rootfs = rootfs,
+	        .spec = {.args = (char **)args, .net = RT_NET_HOST},
+	        .detach = true,
+	};
+	/* A PATH with the shim but without runc. */
+	sh("mkdir -p %s/onlyshim && ln -sf /usr/bin/containerd-shim-runc-v2 %s/onlyshim/", tmp,
+	   tmp);
+	char path[300];
+	snprintf(path, sizeof(path), "%s/onlyshim", tmp);
+	setenv("PATH", path, 1);
+	int r = rt_container_create(&cfg, &c, &err);
+	setenv("PATH", saved, 1);
+	free(saved);
+	assert_int_equal(r, -ENOENT);
+	assert_non_null(strstr(strata_error_message(err),
+	                       "runc not found in PATH: install it with 'apt-get install runc'"));
+	strata_error_free(err);
+	assert_null(c);
+	assert_clean("norunc");
+}
+
+static void test_detached_and_reload(void **state)
+{
+	struct rt_container *c = NULL, *c2 = NULL;
+	struct strata_error *err = NULL;
+	const char *args[] = {"sh", "-c", "echo detached-out; sleep 30", NULL};
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .id = "det1",
+	        .name = "mydet",
+	        .rootfs = rootfs,
+	        .spec = {.args = (char **)args, .net = RT_NET_NONE},
+	        .cni = {.conf_dir = cniconf},
+	        .detach = true,
+	};
+	struct rt_container_info info;
+	assert_int_equal(rt_container_create(&cfg, &c, &err), 0);
+	assert_int_equal(rt_container_start(c, &err), 0);
+	rt_container_free(c); /* "the CLI exits" */
+
+	assert_int_equal(rt_container_load(root, "mydet", &c2, &err), 0);
+	assert_int_equal(rt_container_inspect(c2, &info, &err), 0);
+	assert_true(info.shim_alive);
+	assert_int_equal(info.status, RT_TASK_RUNNING);
+	rt_container_info_done(&info);
+	usleep(200000);
+	char p[300], *log = NULL;
+	snprintf(p, sizeof(p), "%s/containers/det1/container.log", root);
+	assert_int_equal(path_read_file_at(AT_FDCWD, p, 1 << 20, &log, NULL), 0);
+	assert_string_equal(log, "detached-out\n");
+	free(log);
+	/* rm without force refuses a running container */
+	assert_int_equal(rt_container_delete(c2, false, &err), -EBUSY);
+	strata_error_free(err);
+	err = NULL;
+	assert_int_equal(rt_container_delete(c2, true, &err), 0);
+	rt_container_free(c2);
+	assert_clean("det1");
+}
+
+static void test_dead_shim_cleanup(void **state)
+{
+	struct rt_container *c = NULL, *c2 = NULL;
+	struct strata_error *err = NULL;
+	const char *args[] = {"sleep", "30", NULL};
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .id = "dead1",
+	        .rootfs = rootfs,
+	        .spec = {.args = (char **)args, .net = RT_NET_BRIDGE},
+	        .cni = {.conf_dir = cniconf},
+	        .detach = true,
+	};
+	struct rt_container_info info;
+	assert_int_equal(rt_container_create(&cfg, &c, &err), 0);
+	assert_int_equal(rt_container_start(c, &err), 0);
+	assert_int_equal(rt_container_inspect(c, &info, &err), 0);
+	assert_true(info.shim_alive);
+	assert_true(info.shim_pid > 0);
+	/* kill -9 the shim */
+	assert_int_equal(kill((pid_t)info.shim_pid, SIGKILL), 0);
+	rt_container_info_done(&info);
+	rt_container_free(c);
+	usleep(200000);
+	assert_int_equal(rt_container_load(root, "dead1", &c2, &err), 0);
+	assert_int_equal(rt_container_inspect(c2, &info, &err), 0);
+	assert_false(info.shim_alive);
+	rt_container_info_done(&info);
+	int r = rt_container_delete(c2, true, &err);
+	if (r < 0)
+		fprintf(stderr, "# %s\n", strata_error_message(err));
+	assert_int_equal(r, 0);
+	rt_container_free(c2);
+	assert_clean("dead1");
+	/* the container's sleep is gone too */
+	assert_int_not_equal(system("ps -eo args | grep -q '^sleep 30$'"), 0);
+}
+
+/* Not a pass/fail figure: run-to-exit wall time of `true`, for the notes. */
+static void test_timing_true(void **state)
+{
+	const char *args[] = {"true", NULL};
+	const enum rt_net_mode modes[] = {RT_NET_HOST, RT_NET_NONE, RT_NET_BRIDGE};
+	const char *names[] = {"host", "none", "bridge"};
+	for (size_t m = 0; m < ELEMENTSOF(modes); m++) {
+		int64_t best = INT64_MAX, total = 0;
+		const int n = 10;
+		for (int i = 0; i < n; i++) {
+			char *out = NULL;
+			int64_t t0 = now_us();
+			assert_int_equal(run("timing", modes[m], args, &out, NULL), 0);
+			int64_t dt = now_us() - t0;
+			total += dt;
+			best = MIN(best, dt);
+			free(out);
+		}
+		fprintf(stderr, "# true, --net %s: mean %.1f ms, best %.1f ms (%d runs)\n",
+		        names[m], (double)total / n / 1000.0, (double)best / 1000.0, n);
+	}
+	assert_clean("timing");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_echo),
+	        cmocka_unit_test(test_env_from_image),
+	        cmocka_unit_test(test_exit_code),
+	        cmocka_unit_test(test_sigkill),
+	        cmocka_unit_test(test_net_none),
+	        cmocka_unit_test(test_net_bridge),
+	        cmocka_unit_test(test_missing_runc),
+	        cmocka_unit_test(test_detached_and_reload),
+	        cmocka_unit_test(test_dead_shim_cleanup),
+	        cmocka_unit_test(test_timing_true),
+	};
+	if (geteuid() != 0)
+		return 77;
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
