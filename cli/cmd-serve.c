@@ -47,7 +47,7 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 
 	if (geteuid() != 0)
 		return strata_error_set(ret_err, -EPERM,
-					"must run as root: snapshots are overlay and FUSE mounts");
+		                        "must run as root: snapshots are overlay and FUSE mounts");
 	r = path_mkdir_p(ctx->root, 0711);
 	if (r < 0)
 		return strata_error_set_errno(ret_err, r, "create root \"%s\"", ctx->root);
