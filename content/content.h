@@ -43,6 +43,7 @@
 #include "digest.h"
 #include "error.h"
 #include "meta.h"
+#include "registry.h" /* the registry client and image formats, content/registry/ */
 
 /* containerd's labels/validate.go: key + value at most 4096 bytes. */
 #define CONTENT_LABEL_MAX 4096

@@ -136,8 +136,9 @@ state = "$dir/state"
 ${2:-}
 CFG
 	containerd --config "$dir/config.toml" >"$dir/log" 2>&1 &
-	track_pid $!
-	export CONTAINERD_SOCK
+	CONTAINERD_PID=$!
+	track_pid "$CONTAINERD_PID"
+	export CONTAINERD_SOCK CONTAINERD_PID
 	wait_for 30 ctr --address "$CONTAINERD_SOCK" version || {
 		tail -50 "$dir/log" >&2
 		return 1
