@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "filter.h"
+#include "utf8.h"
 
 enum op {
 	OP_PRESENT,
@@ -283,32 +284,6 @@ static int hexval(char c)
 	return -1;
 }
 
-static size_t encode_rune(uint32_t r, char *out)
-{
-	if (r >= 0xd800 && r <= 0xdfff)
-		r = 0xfffd; /* as Go's utf8.EncodeRune */
-	if (r < 0x80) {
-		out[0] = (char)r;
-		return 1;
-	}
-	if (r < 0x800) {
-		out[0] = (char)(0xc0 | (r >> 6));
-		out[1] = (char)(0x80 | (r & 0x3f));
-		return 2;
-	}
-	if (r < 0x10000) {
-		out[0] = (char)(0xe0 | (r >> 12));
-		out[1] = (char)(0x80 | ((r >> 6) & 0x3f));
-		out[2] = (char)(0x80 | (r & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | (r >> 18));
-	out[1] = (char)(0x80 | ((r >> 12) & 0x3f));
-	out[2] = (char)(0x80 | ((r >> 6) & 0x3f));
-	out[3] = (char)(0x80 | (r & 0x3f));
-	return 4;
-}
-
 /* s[0..len) includes both delimiters. Returns a malloc'd string or NULL with
  * *ret_msg set. */
 static char *unquote(const char *s, size_t len, const char **ret_msg)
@@ -391,7 +366,7 @@ static char *unquote(const char *s, size_t len, const char **ret_msg)
 			}
 			if (v > 0x10ffff)
 				return NULL;
-			o += encode_rune(v, buf + o);
+			o += utf8_encode(v, buf + o);
 			break;
 		case '0':
 		case '1':

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "path.h"
+#include "utf8.h"
 #include "toml.h"
 
 /* Deepest a value may sit below the root (an a.b.c key is depth 3). Real
@@ -456,30 +457,6 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	    (cp >= 0xD800 && cp <= 0xDFFF))
 		return 0;
 	return len;
-}
-
-static size_t utf8_encode(uint32_t cp, char out[static 4])
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xC0 | (cp >> 6));
-		out[1] = (char)(0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xE0 | (cp >> 12));
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		out[2] = (char)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	out[0] = (char)(0xF0 | (cp >> 18));
-	out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-	out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-	out[3] = (char)(0x80 | (cp & 0x3F));
-	return 4;
 }
 
 /* Check the text character at pos (in a string or comment) and return its
