@@ -54,3 +54,9 @@ void cli_print_command_help(const struct cli_command *c);
 int cmd_version(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_doctor(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_content(struct cli_ctx *ctx, int argc, char **argv);
+/* Image commands: clients of the daemon's strata.images.v1.Images. */
+int cmd_pull(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_images(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_rmi(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_prune(struct cli_ctx *ctx, int argc, char **argv);

@@ -41,6 +41,7 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 	_cleanup_(content_store_closep) struct content_store *content = NULL;
 	_cleanup_(snap_store_closep) struct snap_store *snaps = NULL;
 	_cleanup_(proxy_server_freep) struct proxy_server *server = NULL;
+	_cleanup_(proxy_images_freep) struct proxy_images *images = NULL;
 	_cleanup_free_ char *meta_dir = NULL;
 	struct proxy_server_config cfg = {.address = ctx->address};
 	int r;
@@ -66,6 +67,8 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 		r = proxy_snapshots_register(server, snaps, ret_err);
 	if (r >= 0)
 		r = proxy_content_register(server, content, ret_err);
+	if (r >= 0)
+		r = proxy_images_register(server, content, snaps, NULL, &images, ret_err);
 	if (r < 0)
 		return r;
 

@@ -14,10 +14,18 @@ static const struct cli_command commands[] = {
          "  --plain-http     use HTTP (implied for localhost and 127.0.0.1)\n"
          "  --platform P     os/arch[/variant] to select from an index (default: host)\n"
          "  --lazy           mount eStargz layers lazily (default when possible)\n"
-         "  --no-lazy        download and unpack every layer",
-         NULL},
-        {"images", "List images, or inspect one", "images [--json] | images inspect REF", NULL},
-        {"rmi", "Remove an image", "rmi REF", NULL},
+         "  --no-lazy        download and unpack every layer\n"
+         "  --user U[:P]     registry credentials (asks for the password on a terminal)\n"
+         "  -q, --quiet      print only NAME@DIGEST of the pulled image",
+         cmd_pull},
+        {"images", "List images, or inspect one",
+         "images [--json] [-q] | images inspect REF\n\n"
+         "  --json           all fields of every image as a JSON array\n"
+         "  -q, --quiet      names only\n"
+         "  inspect REF      the image, its manifest and its config as one JSON document",
+         cmd_images},
+        {"rmi", "Remove images", "rmi REF...\n\nExits 1 if any of them could not be removed.",
+         cmd_rmi},
         {"run", "Run a container from an image",
          "run [--rm] [-d] [-i] [-t] [--name N] [-e K=V]... [--env-file F] [-v HOST:CTR[:ro]]...\n"
          "           [-w DIR] [-u USER] [--entrypoint E] [--net bridge|host|none]\n"
@@ -37,8 +45,15 @@ static const struct cli_command commands[] = {
          NULL},
         {"snapshots", "Inspect and remove snapshots", "snapshots ls|info KEY|usage [KEY]|rm KEY...",
          NULL},
-        {"content", "Inspect and verify the content store", "content ls|verify", NULL},
-        {"prune", "Remove unreferenced blobs and snapshots", "prune", NULL},
+        {"content", "Inspect and verify the content store",
+         "content ls|verify\n\n"
+         "Reads the store under --root directly, read-only (no daemon needed).\n"
+         "verify re-hashes every blob and exits 1 if any does not match its digest.",
+         cmd_content},
+        {"prune", "Remove unreferenced blobs and snapshots",
+         "prune [--dry-run]\n\n"
+         "  -n, --dry-run    list what would be removed, remove nothing",
+         cmd_prune},
         {"doctor", "Check this host for everything Strata needs",
          "doctor [--paths]\n\n"
          "Prints one line per check with the fix for each failure; exits 1 if any\n"

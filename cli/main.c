@@ -27,7 +27,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nRun 'strata %s--help' for usage.\n", cmd ? cmd : "");
+	fprintf(stderr, "\nRun 'strata %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
 	return EXIT_USAGE;
 }
 

@@ -81,6 +81,7 @@ int proxy_server_register_service(struct proxy_server *server, const char *servi
 int proxy_server_run(struct proxy_server *server);
 
 /* Async-signal-safe: callable from a SIGTERM handler or any thread. */
+/* NULL is a no-op. */
 void proxy_server_stop(struct proxy_server *server);
 
 /* Tell systemd (Type=notify) we are ready; a no-op without libsystemd or
@@ -147,3 +148,65 @@ const char *proxy_call_path(const struct proxy_call *call);
  * already cancelled. Pass fn = NULL to unregister; after that returns, the
  * callback is not running and will not run. */
 void proxy_call_on_cancel(struct proxy_call *call, void (*fn)(void *userdata), void *userdata);
+
+/* --- client (client.c): a blocking gRPC client for the strata CLI --- */
+
+/* One HTTP/2 connection to a daemon's unix socket, calls one at a time. Not
+ * thread-safe. Errors come back as -errno mapped from the gRPC status
+ * (strata_grpc_to_errno) with the daemon's grpc-message as the message;
+ * -ECONNRESET when the daemon goes away mid-call. */
+struct proxy_client;
+
+/* Connect to the socket at address. -ENOENT / -ECONNREFUSED (nothing answers)
+ * come with "cannot connect to the Strata daemon at PATH: ... — is `strata
+ * serve` running?". */
+int proxy_client_connect(const char *address, struct proxy_client **ret,
+                         struct strata_error **ret_err);
+
+/* Sends a GOAWAY and closes. Returns NULL. */
+struct proxy_client *proxy_client_free(struct proxy_client *client);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct proxy_client *, proxy_client_free)
+
+const char *proxy_client_address(const struct proxy_client *client);
+
+/* Unary call on path ("/pkg.Service/Method"). On success *ret_resp is the
+ * decoded response (free with protobuf_c_message_free_unpacked(*ret_resp,
+ * NULL)). timeout_ms 0 = no deadline; otherwise also sent as grpc-timeout
+ * and the call fails with -ETIMEDOUT when it passes. */
+int proxy_client_unary(struct proxy_client *client, const char *path, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+                       unsigned timeout_ms, struct strata_error **ret_err);
+
+/* Called once per response message of a server-streaming call, in order; msg
+ * is freed after the callback returns. A negative return cancels the call
+ * (RST_STREAM) and becomes proxy_client_stream()'s result; the callback may
+ * set *ret_err to explain. */
+typedef int (*proxy_client_msg_fn)(const ProtobufCMessage *msg, void *userdata,
+                                   struct strata_error **ret_err);
+
+/* Server-streaming call: returns 0 once the daemon finished with OK. */
+int proxy_client_stream(struct proxy_client *client, const char *path, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *resp_desc, proxy_client_msg_fn fn,
+                        void *userdata, unsigned timeout_ms, struct strata_error **ret_err);
+
+/* --- strata.images.v1.Images (svc-images.c, pull.c) --- */
+
+/* Where registry host configuration (containerd's certs.d layout) is read
+ * when the daemon's config names none. */
+#define PROXY_IMAGES_HOSTS_DIR "/etc/strata/certs.d"
+
+struct proxy_images;
+
+struct proxy_images_options {
+	const char *hosts_dir;         /* NULL: PROXY_IMAGES_HOSTS_DIR */
+	const char *docker_config_dir; /* NULL: $DOCKER_CONFIG or ~/.docker */
+};
+
+/* Strata's image service (pull, list, get, delete, prune) on content/ and
+ * snapshotter/ (both must outlive the server). *ret is freed with
+ * proxy_images_free() after proxy_server_run() returned. */
+int proxy_images_register(struct proxy_server *server, struct content_store *content,
+                          struct snap_store *snaps, const struct proxy_images_options *opts,
+                          struct proxy_images **ret, struct strata_error **ret_err);
+struct proxy_images *proxy_images_free(struct proxy_images *img);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct proxy_images *, proxy_images_free)

@@ -951,6 +951,9 @@ void proxy_server_kick(struct proxy_server *s)
 
 void proxy_server_stop(struct proxy_server *s)
 {
+	/* NULL is accepted: a signal may arrive after the caller let go. */
+	if (!s)
+		return;
 	atomic_store(&s->stop_requested, 1);
 	proxy_server_kick(s);
 }

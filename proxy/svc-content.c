@@ -5,6 +5,11 @@
  * message, Read streamed in chunks of at most 1 MiB, Write answering exactly
  * one response per request (STAT, WRITE, COMMIT) with the action echoed and
  * the offset always set.
+ *
+ * Blobs Strata stored for its own images are private until containerd
+ * claims them (design at the top of svc-images.c): List leaves them out,
+ * Info and a Write commit claim them, and Delete of a blob a Strata image
+ * still names only drops containerd's claim.
  */
 #include <string.h>
 
@@ -132,6 +137,13 @@ static int content_svc_info(struct proxy_call *call, const ProtobufCMessage *req
 	r = content_info(userdata, &d, &info, ret_err);
 	if (r < 0)
 		return r;
+	/* containerd may reference what it asked about (its shared-content
+	 * writer records a blob it found this way without writing it) */
+	r = content_containerd_claim(userdata, &d);
+	if (r < 0) {
+		content_info_done(&info);
+		return strata_error_set_errno(ret_err, r, "claim %s", req->digest);
+	}
 	r = send_info(call, &containerd__services__content__v1__info_response__descriptor, &info);
 	content_info_done(&info);
 	return r;
@@ -171,6 +183,7 @@ static int content_svc_update(struct proxy_call *call, const ProtobufCMessage *r
 
 struct list_batch {
 	struct proxy_call *call;
+	struct content_store *store;
 	struct info_box *boxes[LIST_BATCH];
 	InfoPb *infos[LIST_BATCH];
 	size_t n;
@@ -196,7 +209,10 @@ static int list_flush(struct list_batch *b)
 static int list_one(const struct content_info *info, void *userdata)
 {
 	struct list_batch *b = userdata;
+	int r = content_mark_is_private(b->store, &info->digest);
 
+	if (r != 0)
+		return r > 0 ? 0 : r; /* Strata's own: invisible to containerd */
 	b->boxes[b->n] = info_box_new(info);
 	if (!b->boxes[b->n])
 		return -ENOMEM;
@@ -210,7 +226,7 @@ static int content_svc_list(struct proxy_call *call, const ProtobufCMessage *req
                             void *userdata, struct strata_error **ret_err)
 {
 	const Containerd__Services__Content__V1__ListContentRequest *req = (const void *)request;
-	struct list_batch b = {.call = call};
+	struct list_batch b = {.call = call, .store = userdata};
 	int r;
 
 	r = content_walk(userdata, (const char *const *)req->filters, req->n_filters, list_one, &b,
@@ -232,7 +248,7 @@ static int content_svc_delete(struct proxy_call *call, const ProtobufCMessage *r
 	r = strata_digest_parse(req->digest, &d, ret_err);
 	if (r < 0)
 		return r;
-	r = content_delete(userdata, &d, ret_err);
+	r = content_containerd_delete(userdata, &d, ret_err);
 	if (r < 0)
 		return r;
 	return send_empty(call);
@@ -404,7 +420,8 @@ static int content_svc_abort(struct proxy_call *call, const ProtobufCMessage *re
 }
 
 /* One Write request: act on it and answer. Returns 1 after a commit. */
-static int write_step(struct proxy_call *call, struct content_writer *w,
+static int write_step(struct proxy_call *call, struct content_store *store,
+                      struct content_writer *w,
                       const Containerd__Services__Content__V1__WriteContentRequest *req,
                       int64_t *total, struct strata_error **ret_err)
 {
@@ -458,8 +475,19 @@ static int write_step(struct proxy_call *call, struct content_writer *w,
 			if (r < 0)
 				return r;
 		}
+		struct strata_digest written;
+
+		r = content_writer_digest(w, &written);
+		if (r < 0)
+			return strata_error_set_errno(ret_err, r, "write digest");
 		r = content_writer_commit(w, *total, have_expected ? &expected : NULL, labels,
 		                          req->n_labels, &d, ret_err);
+		/* containerd records the blob on success and on AlreadyExists */
+		if (r >= 0 || r == -EEXIST) {
+			int c = content_containerd_claim(store, &written);
+			if (c < 0 && r >= 0)
+				return strata_error_set_errno(ret_err, c, "claim content");
+		}
 		if (r < 0)
 			return r;
 	} else {
@@ -504,7 +532,7 @@ static int content_svc_write(struct proxy_call *call, const ProtobufCMessage *re
 				                        ret_err);
 		}
 		if (r >= 0)
-			r = write_step(call, w, req, &total, ret_err);
+			r = write_step(call, userdata, w, req, &total, ret_err);
 		protobuf_c_message_free_unpacked(&req->base, NULL);
 		if (r != 0)
 			return r < 0 ? r : 0;

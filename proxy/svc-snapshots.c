@@ -4,6 +4,11 @@
  * translation between protobuf-c messages and snap_* calls; the semantics
  * (error classes, label update paths, filters) live in snapshotter/. The
  * `snapshotter` field of each request is ignored: any name is accepted.
+ *
+ * Keys starting with '@' are Strata's own ("@strata/<chainID>", see the top
+ * of svc-images.c): containerd's keys never start with '@', and for
+ * containerd these snapshots do not exist: List leaves them out and every
+ * other call naming one (as key, name or parent) answers NotFound.
  */
 #include <string.h>
 
@@ -16,6 +21,16 @@ typedef Containerd__Services__Snapshots__V1__Info__LabelsEntry SnapLabelPb;
 typedef Containerd__Types__Mount MountPb;
 
 #define LIST_BATCH 100
+
+static bool strata_internal(const char *key)
+{
+	return key && key[0] == '@';
+}
+
+static int hidden(const char *key, struct strata_error **ret_err)
+{
+	return strata_error_set(ret_err, -ENOENT, "snapshot %s does not exist", key);
+}
 
 /* Borrow a request's map entries as snap_labels (no copies). */
 static struct snap_label *labels_from_pb(SnapLabelPb **entries, size_t n)
@@ -136,6 +151,8 @@ static int snapshots_prepare(struct proxy_call *call, const ProtobufCMessage *re
 	size_t n = 0;
 	int r;
 
+	if (strata_internal(req->key) || strata_internal(req->parent))
+		return hidden(strata_internal(req->key) ? req->key : req->parent, ret_err);
 	if (!labels)
 		return -ENOMEM;
 	r = snap_prepare(userdata, req->key, req->parent, labels, req->n_labels, &mounts, &n,
@@ -159,6 +176,8 @@ static int snapshots_view(struct proxy_call *call, const ProtobufCMessage *reque
 	size_t n = 0;
 	int r;
 
+	if (strata_internal(req->key) || strata_internal(req->parent))
+		return hidden(strata_internal(req->key) ? req->key : req->parent, ret_err);
 	if (!labels)
 		return -ENOMEM;
 	r = snap_view(userdata, req->key, req->parent, labels, req->n_labels, &mounts, &n, ret_err);
@@ -179,6 +198,8 @@ static int snapshots_mounts(struct proxy_call *call, const ProtobufCMessage *req
 	size_t n = 0;
 	int r;
 
+	if (strata_internal(req->key))
+		return hidden(req->key, ret_err);
 	r = snap_mounts(userdata, req->key, &mounts, &n, ret_err);
 	if (r < 0)
 		return r;
@@ -197,6 +218,8 @@ static int snapshots_commit(struct proxy_call *call, const ProtobufCMessage *req
 	        labels_from_pb((SnapLabelPb **)req->labels, req->n_labels);
 	int r;
 
+	if (strata_internal(req->key) || strata_internal(req->name))
+		return hidden(strata_internal(req->key) ? req->key : req->name, ret_err);
 	if (!labels)
 		return -ENOMEM;
 	r = snap_commit(userdata, req->name, req->key, labels, req->n_labels, ret_err);
@@ -210,8 +233,11 @@ static int snapshots_remove(struct proxy_call *call, const ProtobufCMessage *req
 {
 	const Containerd__Services__Snapshots__V1__RemoveSnapshotRequest *req =
 	        (const void *)request;
-	int r = snap_remove(userdata, req->key, ret_err);
+	int r;
 
+	if (strata_internal(req->key))
+		return hidden(req->key, ret_err);
+	r = snap_remove(userdata, req->key, ret_err);
 	if (r < 0)
 		return r;
 	return send_empty(call);
@@ -241,6 +267,8 @@ static int snapshots_stat(struct proxy_call *call, const ProtobufCMessage *reque
 	struct snap_info info = {0};
 	int r;
 
+	if (strata_internal(req->key))
+		return hidden(req->key, ret_err);
 	r = snap_stat(userdata, req->key, &info, ret_err);
 	if (r < 0)
 		return r;
@@ -264,6 +292,8 @@ static int snapshots_update(struct proxy_call *call, const ProtobufCMessage *req
 
 	if (!req->info)
 		return strata_error_set(ret_err, -EINVAL, "update without info");
+	if (strata_internal(req->info->name))
+		return hidden(req->info->name, ret_err);
 	labels = labels_from_pb((SnapLabelPb **)req->info->labels, req->info->n_labels);
 	if (!labels)
 		return -ENOMEM;
@@ -313,6 +343,8 @@ static int list_one(const struct snap_info *info, void *userdata)
 {
 	struct list_batch *b = userdata;
 
+	if (strata_internal(info->name))
+		return 0;
 	b->infos[b->n] = info_pb_new(info);
 	if (!b->infos[b->n])
 		return -ENOMEM;
@@ -347,6 +379,8 @@ static int snapshots_usage(struct proxy_call *call, const ProtobufCMessage *requ
 	struct snap_usage u = {0};
 	int r;
 
+	if (strata_internal(req->key))
+		return hidden(req->key, ret_err);
 	r = snap_usage(userdata, req->key, &u, ret_err);
 	if (r < 0)
 		return r;

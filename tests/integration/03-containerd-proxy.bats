@@ -146,6 +146,26 @@ teardown() { common_teardown; }
 	[ "$output" = "hello from strata" ]
 }
 
+@test "strata content verify re-hashes every blob and names a corrupted one" {
+	start_containerd "$(strata_proxy_toplevel)" "$(strata_proxy_config content)"
+	ctr_ images pull --plain-http --snapshotter strata "$IMAGE" >/dev/null
+	run "$STRATA_BIN" --root "$STRATA_ROOT_DIR" content ls
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c '^sha256:')" -eq "$(ls "$TEST_TMP/oci/blobs/sha256" | wc -l)" ]
+	run "$STRATA_BIN" --root "$STRATA_ROOT_DIR" content verify
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q "all blobs verified"
+	# flip one byte of the config blob behind Strata's back
+	cfg=$(ls -S "$STRATA_ROOT_DIR/content/blobs/sha256" | tail -1)
+	printf 'X' | dd of="$STRATA_ROOT_DIR/content/blobs/sha256/$cfg" bs=1 seek=0 conv=notrunc 2>/dev/null
+	run "$STRATA_BIN" --root "$STRATA_ROOT_DIR" content verify
+	echo "$output"
+	[ "$status" -eq 1 ]
+	echo "$output" | grep -q "sha256:$cfg: content does not match its digest"
+	echo "$output" | grep -q "1 blob do not match"
+}
+
 @test "strata serve refuses a second daemon on the same address and exits 0 on SIGTERM" {
 	run "$STRATA_BIN" --root "$TEST_TMP/other-root" --address "$STRATA_SOCK" serve
 	[ "$status" -eq 1 ]

@@ -18,7 +18,9 @@
 #include "content.h"
 #include "snapshotter.h"
 
-static struct proxy_server *server;
+/* Read by the signal handler: set before handlers are installed, cleared
+ * before the server is freed (a late SIGTERM then stops nothing). */
+static struct proxy_server *volatile server;
 static atomic_long n_cancelled, n_deadline, n_active, n_completed, n_cancel_cb;
 
 static void on_signal(int sig)
@@ -183,10 +185,14 @@ int main(int argc, char **argv)
 	if (getenv("PROXY_TEST_DEBUG"))
 		log_set_level(LOG_LEVEL_DEBUG);
 
-	r = proxy_server_new(&cfg, &server, &err);
-	if (r < 0) {
-		fprintf(stderr, "proxy-test-server: %s\n", strata_error_message(err));
-		return 1;
+	{
+		struct proxy_server *s = NULL;
+		r = proxy_server_new(&cfg, &s, &err);
+		if (r < 0) {
+			fprintf(stderr, "proxy-test-server: %s\n", strata_error_message(err));
+			return 1;
+		}
+		server = s;
 	}
 	r = proxy_server_register_service(server, "strata.test.v1.Test", test_methods,
 	                                  ELEMENTSOF(test_methods), NULL, &err);
@@ -220,7 +226,11 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	r = proxy_server_run(server);
-	server = proxy_server_free(server);
+	{
+		struct proxy_server *s = server;
+		server = NULL; /* before the free: a late signal must not touch it */
+		(void)proxy_server_free(s);
+	}
 	if (r < 0) {
 		fprintf(stderr, "proxy-test-server: %s\n", strerror(-r));
 		return 1;

@@ -115,7 +115,7 @@ static void test_sigkill_rounds(void **state)
 	unsigned seed = (unsigned)time(NULL);
 
 	srand(seed);
-	print_message("seed %u\n", seed);
+	print_message("# seed %u\n", seed);
 	/* the environment must not be open across fork() (LMDB's rule) */
 	fixture_close_store(f);
 	for (int round = 0; round < 12; round++) {
