@@ -30,14 +30,50 @@ static const struct cli_command commands[] = {
          "run [--rm] [-d] [-i] [-t] [--name N] [-e K=V]... [--env-file F] [-v HOST:CTR[:ro]]...\n"
          "           [-w DIR] [-u USER] [--entrypoint E] [--net bridge|host|none]\n"
          "           [-p HOSTPORT:CTRPORT[/tcp|udp]]... [--hostname H]\n"
-         "           [--runtime-binary runc|crun] REF [CMD...]\n\n"
-         "Exits with the container's exit code (128+N when killed by signal N).",
-         NULL},
-        {"ps", "List containers", "ps [-a] [--json]", NULL},
-        {"logs", "Print a container's output", "logs [-f] ID", NULL},
-        {"stop", "Stop a container (SIGTERM, then SIGKILL)", "stop [-t SECONDS] ID", NULL},
-        {"kill", "Send a signal to a container", "kill [-s SIGNAL] ID", NULL},
-        {"rm", "Remove a container", "rm [-f] ID", NULL},
+         "           [--runtime-binary runc|crun] [--plain-http] [--platform P] REF [CMD...]\n\n"
+         "Starts `strata serve` when nothing answers at --address, pulls REF if it\n"
+         "is not local, and runs CMD (default: the image's) through\n"
+         "containerd-shim-runc-v2 and runc. Attached (default): relays stdio,\n"
+         "forwards Ctrl-C (twice kills) and exits with the container's exit code\n"
+         "(128+N when killed by signal N). -d prints the container id and returns.\n\n"
+         "  --rm             remove the container and its snapshot when it exits\n"
+         "  -d, --detach     run in the background; output goes to 'strata logs'\n"
+         "  -i, --interactive  relay stdin;  -t, --tty  allocate a terminal\n"
+         "  --name N         a name usable instead of the id\n"
+         "  -e K=V, --env-file F   environment (replaces the image's by key)\n"
+         "  -v HOST:CTR[:ro] bind mount;  -w DIR working dir;  -u USER[:GROUP]\n"
+         "  --entrypoint E   replace the image's entrypoint (\"\" clears it)\n"
+         "  --net MODE       bridge (default: strata0, 10.4.88.0/24), host or none\n"
+         "  -p [IP:]H:C[/udp]  publish container port C on host port H (bridge)\n"
+         "  --hostname H     default: the first 12 characters of the id\n"
+         "  --runtime-binary runc (default) or crun\n"
+         "  --plain-http, --platform P   as for 'strata pull'",
+         cmd_run},
+        {"ps", "List containers",
+         "ps [-a] [-q] [--json]\n\n"
+         "  -a, --all        also stopped containers and those whose shim died\n"
+         "  -q, --quiet      ids only\n"
+         "  --json           every field of every container (running ones without -a)",
+         cmd_ps},
+        {"logs", "Print a container's output",
+         "logs [-f] ID\n\n"
+         "Detached containers (run -d) keep their output in a file.\n"
+         "  -f, --follow     keep printing until the container exits",
+         cmd_logs},
+        {"stop", "Stop a container (SIGTERM, then SIGKILL)",
+         "stop [-t SECONDS] ID...\n\n"
+         "  -t, --time N     seconds between SIGTERM and SIGKILL (default 10)",
+         cmd_stop},
+        {"kill", "Send a signal to a container",
+         "kill [-s SIGNAL] ID...\n\n"
+         "  -s, --signal S   name (TERM, SIGTERM) or number (default KILL)",
+         cmd_kill},
+        {"rm", "Remove a container",
+         "rm [-f] ID...\n\n"
+         "Removes the task, its shim, network, rootfs mount, record and snapshot;\n"
+         "cleans up after a container whose shim died.\n"
+         "  -f, --force      kill a running container first",
+         cmd_rm},
         {"exec", "Run a command in a running container", "exec [-i] [-t] ID CMD...", NULL},
         {"convert", "Convert an image to eStargz",
          "convert --estargz [--chunk-size N] [--prefetch-files FILE] [--plain-http] SRC DST\n\n"

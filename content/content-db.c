@@ -17,9 +17,11 @@
  * Integers are little-endian (the host's, checked at build time).
  */
 #include <lmdb.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "content-internal.h"
+#include "images-internal.h"
 #include "log.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "record encoding assumes LE");
@@ -129,16 +131,73 @@ bad:
 	return -EBADMSG;
 }
 
+/*
+ * The image store's databases (see images.c), opened with content.blobs:
+ *
+ *   "content.images": normalised image name -> the image record (JSON,
+ *                     encoded by content_image_record_encode()).
+ *   "content.marks":  sha256 (32 bytes) -> u32 flags, CONTENT_MARK_* (blobs
+ *                     Strata wrote for itself and containerd has not claimed).
+ *
+ * struct content_store (content-internal.h) has one dbi field; the handles of
+ * these two live in a small table keyed by the store, filled at open. An
+ * entry left by a closed store is harmless: the next store at that address
+ * overwrites it when it opens.
+ */
+#define DB_TABLE_SIZE 16
+
+struct db_handles {
+	const struct content_store *s;
+	unsigned images;
+	unsigned marks;
+};
+
+static pthread_mutex_t db_table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct db_handles db_table[DB_TABLE_SIZE];
+static size_t db_table_next;
+
+static int db_handles_get(const struct content_store *s, struct db_handles *ret)
+{
+	int r = -ENXIO;
+
+	pthread_mutex_lock(&db_table_lock);
+	for (size_t i = 0; i < DB_TABLE_SIZE; i++)
+		if (db_table[i].s == s) {
+			*ret = db_table[i];
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&db_table_lock);
+	return r;
+}
+
+static void db_handles_set(const struct content_store *s, unsigned images, unsigned marks)
+{
+	size_t slot = DB_TABLE_SIZE;
+
+	pthread_mutex_lock(&db_table_lock);
+	for (size_t i = 0; i < DB_TABLE_SIZE; i++)
+		if (db_table[i].s == s) {
+			slot = i;
+			break;
+		}
+	if (slot == DB_TABLE_SIZE)
+		slot = db_table_next++ % DB_TABLE_SIZE;
+	db_table[slot] = (struct db_handles){s, images, marks};
+	pthread_mutex_unlock(&db_table_lock);
+}
+
 int content_db_open(struct content_store *s)
 {
-	const char *names[] = {"content.blobs"};
-	unsigned dbi[1];
+	const char *names[] = {"content.blobs", "content.images", "content.marks"};
+	unsigned dbi[3];
 	int r;
 
-	r = strata_meta_open_dbs(s->meta, 1, names, NULL, dbi);
+	r = strata_meta_open_dbs(s->meta, 3, names, NULL, dbi);
 	if (r < 0)
 		return r;
 	s->dbi = dbi[0];
+	db_handles_set(s, dbi[1], dbi[2]);
 	return 0;
 }
 
@@ -392,4 +451,266 @@ int content_db_walk(struct content_store *s, content_walk_fn fn, void *userdata)
 			return r < 0 ? r : 0;
 	}
 	return 0;
+}
+
+/* --- image records and marks (images.c) ------------------------------------ */
+
+struct image_update_ctx {
+	unsigned dbi;
+	const char *name;
+	content_db_image_update_fn fn;
+	void *userdata;
+};
+
+static int image_update_txn(void *txn, void *userdata)
+{
+	struct image_update_ctx *c = userdata;
+	MDB_val k = {.mv_size = strlen(c->name), .mv_data = (void *)c->name}, v;
+	_cleanup_free_ void *old = NULL;
+	_cleanup_free_ void *new = NULL;
+	size_t old_len = 0, new_len = 0;
+	int rc, r;
+
+	rc = mdb_get(txn, c->dbi, &k, &v);
+	if (rc == 0) {
+		/* copy: fn may run again after a map resize, and v dies with
+		 * the transaction */
+		old = malloc(MAX(v.mv_size, (size_t)1));
+		if (!old)
+			return -ENOMEM;
+		memcpy(old, v.mv_data, v.mv_size);
+		old_len = v.mv_size;
+	} else if (rc != MDB_NOTFOUND) {
+		return strata_meta_errno(rc);
+	}
+	r = c->fn(old, old_len, c->userdata, &new, &new_len);
+	if (r < 0)
+		return r;
+	if (!new) {
+		if (!old)
+			return -ENOENT;
+		return strata_meta_errno(mdb_del(txn, c->dbi, &k, NULL));
+	}
+	v = (MDB_val){.mv_size = new_len, .mv_data = new};
+	return strata_meta_errno(mdb_put(txn, c->dbi, &k, &v, 0));
+}
+
+int content_db_image_update(struct content_store *s, const char *name,
+                            content_db_image_update_fn fn, void *userdata)
+{
+	struct image_update_ctx c = {.name = name, .fn = fn, .userdata = userdata};
+	struct db_handles h;
+	int r;
+
+	if (!name || !*name || strlen(name) > 511) /* LMDB's default key limit */
+		return -EINVAL;
+	r = db_handles_get(s, &h);
+	if (r < 0)
+		return r;
+	c.dbi = h.images;
+	return strata_meta_write(s->meta, image_update_txn, &c);
+}
+
+struct image_get_ctx {
+	unsigned dbi;
+	const char *name;
+	char *buf;
+	size_t len;
+};
+
+static int image_get_txn(void *txn, void *userdata)
+{
+	struct image_get_ctx *c = userdata;
+	MDB_val k = {.mv_size = strlen(c->name), .mv_data = (void *)c->name}, v;
+	int rc;
+
+	rc = mdb_get(txn, c->dbi, &k, &v);
+	if (rc != 0)
+		return strata_meta_errno(rc);
+	c->buf = malloc(v.mv_size + 1);
+	if (!c->buf)
+		return -ENOMEM;
+	memcpy(c->buf, v.mv_data, v.mv_size);
+	c->buf[v.mv_size] = '\0';
+	c->len = v.mv_size;
+	return 0;
+}
+
+int content_db_image_get(struct content_store *s, const char *name, char **ret, size_t *ret_len)
+{
+	struct image_get_ctx c = {.name = name};
+	struct db_handles h;
+	int r;
+
+	if (!name || !*name || strlen(name) > 511)
+		return -ENOENT;
+	r = db_handles_get(s, &h);
+	if (r < 0)
+		return r;
+	c.dbi = h.images;
+	r = strata_meta_read(s->meta, image_get_txn, &c);
+	if (r < 0) {
+		free(c.buf);
+		return r;
+	}
+	*ret = c.buf;
+	*ret_len = c.len;
+	return 0;
+}
+
+struct image_list_ctx {
+	unsigned dbi;
+	char **bufs;
+	size_t *lens;
+	size_t n, cap;
+};
+
+static void image_list_clear(struct image_list_ctx *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->bufs[i]);
+	c->n = 0;
+}
+
+static int image_list_txn(void *txn, void *userdata)
+{
+	struct image_list_ctx *c = userdata;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, r = 0;
+
+	image_list_clear(c); /* a retried read starts over */
+	rc = mdb_cursor_open(txn, c->dbi, &cur);
+	if (rc != 0)
+		return strata_meta_errno(rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (c->n == c->cap) {
+			size_t cap = c->cap ? c->cap * 2 : 16;
+			char **b = realloc(c->bufs, cap * sizeof(*b));
+			size_t *l;
+
+			if (!b) {
+				r = -ENOMEM;
+				break;
+			}
+			c->bufs = b;
+			l = realloc(c->lens, cap * sizeof(*l));
+			if (!l) {
+				r = -ENOMEM;
+				break;
+			}
+			c->lens = l;
+			c->cap = cap;
+		}
+		c->bufs[c->n] = malloc(v.mv_size + 1);
+		if (!c->bufs[c->n]) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(c->bufs[c->n], v.mv_data, v.mv_size);
+		c->bufs[c->n][v.mv_size] = '\0';
+		c->lens[c->n++] = v.mv_size;
+	}
+	mdb_cursor_close(cur);
+	if (r < 0)
+		return r;
+	if (rc != MDB_NOTFOUND)
+		return strata_meta_errno(rc);
+	return 0;
+}
+
+int content_db_image_walk(struct content_store *s, content_db_image_walk_fn fn, void *userdata)
+{
+	struct image_list_ctx c = {0};
+	struct db_handles h;
+	int r;
+
+	r = db_handles_get(s, &h);
+	if (r < 0)
+		return r;
+	c.dbi = h.images;
+	/* Image records are few: copy them all out, then call fn outside the
+	 * transaction so it may call back into the store. */
+	r = strata_meta_read(s->meta, image_list_txn, &c);
+	for (size_t i = 0; r >= 0 && i < c.n; i++) {
+		r = fn(c.bufs[i], c.lens[i], userdata);
+		if (r > 0) {
+			r = 0;
+			break;
+		}
+	}
+	image_list_clear(&c);
+	free(c.bufs);
+	free(c.lens);
+	return r;
+}
+
+struct mark_ctx {
+	unsigned dbi;
+	const struct strata_digest *d;
+	uint32_t flags;
+};
+
+static int mark_get_txn(void *txn, void *userdata)
+{
+	struct mark_ctx *c = userdata;
+	MDB_val k = {.mv_size = STRATA_SHA256_LEN, .mv_data = (void *)c->d->sha256}, v;
+	int rc;
+
+	rc = mdb_get(txn, c->dbi, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		c->flags = 0;
+		return 0;
+	}
+	if (rc != 0)
+		return strata_meta_errno(rc);
+	if (v.mv_size != sizeof(uint32_t))
+		return -EBADMSG;
+	memcpy(&c->flags, v.mv_data, sizeof(uint32_t));
+	return 0;
+}
+
+int content_db_mark_get(struct content_store *s, const struct strata_digest *d, uint32_t *ret)
+{
+	struct mark_ctx c = {.d = d};
+	struct db_handles h;
+	int r;
+
+	r = db_handles_get(s, &h);
+	if (r < 0)
+		return r;
+	c.dbi = h.marks;
+	r = strata_meta_read(s->meta, mark_get_txn, &c);
+	if (r < 0)
+		return r;
+	*ret = c.flags;
+	return 0;
+}
+
+static int mark_set_txn(void *txn, void *userdata)
+{
+	struct mark_ctx *c = userdata;
+	MDB_val k = {.mv_size = STRATA_SHA256_LEN, .mv_data = (void *)c->d->sha256};
+	MDB_val v = {.mv_size = sizeof(uint32_t), .mv_data = &c->flags};
+	int rc;
+
+	if (c->flags == 0) {
+		rc = mdb_del(txn, c->dbi, &k, NULL);
+		return rc == MDB_NOTFOUND ? 0 : strata_meta_errno(rc);
+	}
+	return strata_meta_errno(mdb_put(txn, c->dbi, &k, &v, 0));
+}
+
+int content_db_mark_set(struct content_store *s, const struct strata_digest *d, uint32_t flags)
+{
+	struct mark_ctx c = {.d = d, .flags = flags};
+	struct db_handles h;
+	int r;
+
+	r = db_handles_get(s, &h);
+	if (r < 0)
+		return r;
+	c.dbi = h.marks;
+	return strata_meta_write(s->meta, mark_set_txn, &c);
 }

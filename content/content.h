@@ -219,15 +219,26 @@ struct content_gc_result {
 };
 void content_gc_result_done(struct content_gc_result *r);
 
+struct content_gc_options {
+	bool dry_run; /* report, remove nothing */
+	/* Blobs committed less than this long before the mark phase starts
+	 * are spared: a writer that took its timestamp before the mark but
+	 * indexed the blob after the walk must not lose it. 0 = 1 s; < 0 = no
+	 * grace (callers that exclude concurrent writers themselves). */
+	int64_t grace_ns;
+};
+
 /*
  * Mark and sweep. Live: the roots, blobs labelled "containerd.io/gc.root",
  * and, recursively, every digest named by a "containerd.io/gc.ref.content"
  * label (exactly that key or with a "." or "/" suffix) of a live blob. All
- * other blobs are deleted (unless dry_run) and reported in ret (may be NULL).
- * Blobs committed while the sweep runs are never removed.
+ * other blobs are deleted (unless opts->dry_run) and reported in ret (may be
+ * NULL). opts may be NULL (defaults). Blobs committed while the sweep runs,
+ * or within the grace period before it, are never removed.
  */
 int content_gc(struct content_store *s, const struct strata_digest *roots, size_t n_roots,
-               bool dry_run, struct content_gc_result *ret, struct strata_error **ret_err);
+               const struct content_gc_options *opts, struct content_gc_result *ret,
+               struct strata_error **ret_err);
 
 /* Called for each blob that fails verification: error is -EBADMSG (digest or
  * size mismatch), -ENOENT (indexed but missing) or another read error. */
@@ -236,3 +247,100 @@ typedef void (*content_verify_fn)(const struct strata_digest *digest, int error,
 /* Re-hash every indexed blob. Returns the number of bad blobs (>= 0). */
 int content_verify_all(struct content_store *s, content_verify_fn fn, void *userdata,
                        struct strata_error **ret_err);
+
+/* --- image store (images.c) ------------------------------------------------ */
+/*
+ * Strata's own images: records by normalised name ("docker.io/library/
+ * busybox:latest") in the LMDB database "content.images". A record names
+ * what the image needs (target manifest or index, platform manifest, config,
+ * layer blobs, snapshot chain IDs); the blobs themselves live in the content
+ * store with containerd's GC labels, the snapshots in snapshotter/ under
+ * "@strata/<chainID>". Deleting a record removes nothing else: unreferenced
+ * blobs and snapshots go at Prune (proxy/svc-images.c).
+ *
+ * Coexistence with containerd on the same store (design in proxy/
+ * svc-images.c): a blob Strata wrote for itself carries the mark
+ * CONTENT_MARK_PRIVATE until containerd claims it (writes it or asks for it
+ * over gRPC). Private blobs are invisible to containerd's List, so its
+ * garbage collector never sees them; a containerd Delete of a blob a Strata
+ * image still needs only drops containerd's claim (the blob turns private
+ * again). Strata's Prune removes only private blobs.
+ */
+
+struct content_image_record {
+	char *name;                           /* normalised reference (the key) */
+	struct strata_digest digest;          /* what the name resolved to: manifest or index */
+	char *media_type;                     /* of digest */
+	int64_t size;                         /* manifest + config + layers */
+	char *platform;                       /* "os/arch[/variant]" */
+	struct strata_digest manifest_digest; /* the platform manifest */
+	struct strata_digest config_digest;
+	struct strata_digest *layers; /* layer blobs, bottom first */
+	size_t n_layers;
+	struct strata_digest *chain_ids; /* one per layer */
+	size_t n_chain_ids;
+	struct timespec created_at; /* first recorded */
+	struct timespec updated_at; /* last pulled */
+	struct content_label *labels;
+	size_t n_labels;
+};
+
+void content_image_record_done(struct content_image_record *r);
+/* JSON with a version field; *ret is malloc'd (not NUL-terminated data is
+ * fine for decode: len is used). */
+int content_image_record_encode(const struct content_image_record *r, char **ret, size_t *ret_len);
+/* -EBADMSG for a malformed or unknown-version record. */
+int content_image_record_decode(const void *buf, size_t len, struct content_image_record *ret);
+
+/* OCI chain IDs: chain(0) = diff(0), chain(n) = sha256(chain(n-1) + " " +
+ * diff(n)) over the "sha256:<hex>" strings. ret has room for n. */
+int content_image_chain_ids(const struct strata_digest *diff_ids, size_t n,
+                            struct strata_digest *ret);
+
+/* Store r under r->name: created_at is kept from an existing record (or set
+ * now), updated_at set now. */
+int content_image_put(struct content_store *s, const struct content_image_record *r,
+                      struct strata_error **ret_err);
+int content_image_get(struct content_store *s, const char *name, struct content_image_record *ret,
+                      struct strata_error **ret_err);
+int content_image_delete(struct content_store *s, const char *name, struct strata_error **ret_err);
+
+typedef int (*content_image_walk_fn)(const struct content_image_record *r, void *userdata);
+/* Walk records matching any filter (containerd syntax; fields "name",
+ * "digest" (also "target.digest"), "manifest", "config", "platform",
+ * "labels.<key>"), in name order. Callback returns as for content_walk. */
+int content_image_walk(struct content_store *s, const char *const filters[], size_t n,
+                       content_image_walk_fn fn, void *userdata, struct strata_error **ret_err);
+
+/* Pins: an in-memory, per-process count per digest that marks a blob as in use
+ * by a running pull before any image record names it. */
+int content_image_pin(struct content_store *s, const struct strata_digest *d);
+void content_image_unpin(struct content_store *s, const struct strata_digest *d);
+
+/* 1 when an image record names d (as target, manifest, config or layer) or d
+ * is pinned, 0 otherwise. */
+int content_image_referenced(struct content_store *s, const struct strata_digest *d);
+
+/* --- containerd coexistence marks ---------------------------------------- */
+
+enum {
+	/* Written by Strata for its own images; containerd has not claimed it. */
+	CONTENT_MARK_PRIVATE = 1u << 0,
+};
+
+/* 1 when private, 0 when not, < 0 on error. */
+int content_mark_is_private(struct content_store *s, const struct strata_digest *d);
+int content_mark_set_private(struct content_store *s, const struct strata_digest *d, bool on);
+
+/* containerd wrote d, or asked about it: it may now reference it. Clears the
+ * private mark (no write when there is none). */
+int content_containerd_claim(struct content_store *s, const struct strata_digest *d);
+/* containerd's Delete: a blob a Strata image (or running pull) references
+ * only loses containerd's claim and stays; anything else is deleted. */
+int content_containerd_delete(struct content_store *s, const struct strata_digest *d,
+                              struct strata_error **ret_err);
+
+/* A read-only fd on the data of ingest `ref` (for a consumer that follows a
+ * download while it is written). It stays valid after the ingest commits (the
+ * blob is the same inode). -ENOENT when there is no such ingest. */
+int content_ingest_open_data(struct content_store *s, const char *ref);

@@ -147,17 +147,21 @@ void content_gc_result_done(struct content_gc_result *r)
 }
 
 int content_gc(struct content_store *s, const struct strata_digest *roots, size_t n_roots,
-               bool dry_run, struct content_gc_result *ret, struct strata_error **ret_err)
+               const struct content_gc_options *opts, struct content_gc_result *ret,
+               struct strata_error **ret_err)
 {
+	const struct content_gc_options o = opts ? *opts : (struct content_gc_options){0};
+	const bool dry_run = o.dry_run;
+	const int64_t grace_ns = o.grace_ns == 0 ? 1000000000 : MAX(o.grace_ns, (int64_t)0);
 	struct digest_set live = {0};
 	struct digest_list queue = {0};
 	struct sweep_ctx sweep = {.live = &live};
 	struct content_gc_result result = {0};
 	int r = 0;
 
-	/* Anything committed from now on is newer than this mark phase. The
-	 * -1 s margin covers clock granularity between threads. */
-	sweep.started_ns = content_now_ns() - 1000000000;
+	/* Anything committed from now on (less the grace period) is newer
+	 * than this mark phase and survives it. */
+	sweep.started_ns = content_now_ns() - grace_ns;
 
 	for (size_t i = 0; i < n_roots && r >= 0; i++)
 		r = digest_list_push(&queue, &roots[i]);

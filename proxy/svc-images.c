@@ -420,7 +420,11 @@ static int prune_blobs(struct proxy_images *img, const struct prune_roots *roots
 
 	/* Mark with containerd's GC labels from our roots; we sweep ourselves,
 	 * because only private blobs are ours to remove. */
-	r = content_gc(img->content, roots->d, roots->n, true, &gc, ret_err);
+	/* No grace period: Prune holds the lock that keeps Strata's pulls out,
+	 * and only private (Strata-written) blobs are removed below, so a
+	 * concurrent containerd write can never be swept. */
+	r = content_gc(img->content, roots->d, roots->n,
+	               &(struct content_gc_options){.dry_run = true, .grace_ns = -1}, &gc, ret_err);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; r >= 0 && i < gc.n_removed; i++) {

@@ -647,6 +647,7 @@ int rt_container_wait(struct rt_container *c, int *ret_code, struct strata_error
 	c->exit_code = (int)status;
 	rt_stdio_finish(c->io, 5000);
 	json_object_set_new(c->rec, "exit_code", json_integer(status));
+	json_object_set_new(c->rec, "exited_at", json_integer(time(NULL)));
 	(void)save_record(c);
 	if (ret_code)
 		*ret_code = (int)status;
@@ -659,6 +660,15 @@ int rt_container_kill(struct rt_container *c, int sig, struct strata_error **ret
 	if (r < 0)
 		return r;
 	return rt_shim_kill(c->shim, NULL, sig, false, ret_err);
+}
+
+int rt_container_resize(struct rt_container *c, unsigned width, unsigned height,
+                        struct strata_error **ret_err)
+{
+	int r = ensure_shim(c, ret_err);
+	if (r < 0)
+		return r;
+	return rt_shim_resize_pty(c->shim, NULL, width, height, ret_err);
 }
 
 static void container_shim_params(const struct rt_container *c, struct rt_shim_params *p)
@@ -959,14 +969,18 @@ int rt_container_inspect(struct rt_container *c, struct rt_container_info *ret,
 	        .ip = dup_or_null(rec_str(c, "ip")),
 	        .exit_code = (int)json_get_int(c->rec, "exit_code", -1),
 	        .pid = (uint32_t)json_get_int(c->rec, "pid", 0),
+	        .exited_at = json_get_int(c->rec, "exited_at", 0),
 	};
 	r = ensure_shim(c, NULL);
 	if (r >= 0 && rt_shim_state(c->shim, NULL, &st, NULL) >= 0) {
 		ret->shim_alive = true;
 		ret->status = st.status;
 		ret->pid = st.pid;
-		if (st.status == RT_TASK_STOPPED)
+		if (st.status == RT_TASK_STOPPED) {
 			ret->exit_code = (int)st.exit_status;
+			if (st.exited_at > 0)
+				ret->exited_at = st.exited_at;
+		}
 		(void)rt_shim_connect_task(c->shim, &ret->shim_pid, NULL, NULL);
 	} else {
 		c->shim = rt_shim_free(c->shim);

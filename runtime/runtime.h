@@ -126,6 +126,7 @@ struct rt_task_state {
 	enum rt_task_status status;
 	uint32_t exit_status;
 	bool terminal;
+	int64_t exited_at; /* seconds since the epoch; 0 = unknown or still running */
 };
 
 struct rt_shim;
@@ -315,6 +316,9 @@ int rt_container_start(struct rt_container *c, struct strata_error **ret_err);
  * a signal (what `run` exits with). */
 int rt_container_wait(struct rt_container *c, int *ret_code, struct strata_error **ret_err);
 int rt_container_kill(struct rt_container *c, int sig, struct strata_error **ret_err);
+/* The container's pty size (containers created with spec.tty). */
+int rt_container_resize(struct rt_container *c, unsigned width, unsigned height,
+                        struct strata_error **ret_err);
 /* Delete the task, stop the shim, CNI DEL, remove the netns, unmount the
  * rootfs and remove the directory. force: kill a running task first, and
  * clean up after a dead shim. */
@@ -336,6 +340,8 @@ struct rt_container_info {
 	uint32_t pid;
 	uint32_t shim_pid; /* 0 when the shim is gone */
 	char *ip;          /* bridge address or NULL */
+	int64_t exited_at; /* seconds since the epoch, 0 = unknown (from the shim, or
+	                    * recorded by rt_container_wait when the shim is gone) */
 };
 void rt_container_info_done(struct rt_container_info *i);
 /* Query the shim (if any) and describe the container. */

@@ -613,7 +613,11 @@ int rt_shim_state(struct rt_shim *s, const char *exec_id, struct rt_task_state *
 	        .status = (enum rt_task_status)st->status,
 	        .exit_status = st->exit_status,
 	        .terminal = st->terminal,
+	        .exited_at = st->exited_at ? st->exited_at->seconds : 0,
 	};
+	/* The shim reports the zero time (year 1) while the process runs. */
+	if (ret->exited_at < 0)
+		ret->exited_at = 0;
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return 0;
 }

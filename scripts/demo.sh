@@ -3,9 +3,10 @@
 # as far as this version implements it. Every step says what it really did.
 #
 # Today (0.1): build, host checks, a private registry on 127.0.0.1 with a
-# busybox image pushed to it, and containerd pulling and running that image.
-# Strata's own snapshotter and content store behind containerd, and lazy
-# pulling, join this script as they land (see README "Status").
+# busybox image pushed to it, `strata serve`, and a private containerd that
+# pulls and runs that image through Strata's snapshotter and content store
+# (proxy_plugins). Lazy pulling joins this script when it lands (README
+# "Status").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR=$(pwd)
@@ -42,13 +43,22 @@ build_busybox_image "$TEST_TMP/oci" latest
 push_image "$TEST_TMP/oci" latest demo/busybox:latest
 echo "registry: http://$REGISTRY  image: $REGISTRY/demo/busybox:latest"
 
-step "Starting a private containerd (root, state and socket under $TEST_TMP)"
-start_containerd
-echo "containerd: $CONTAINERD_SOCK"
+step "Starting strata serve (root and socket under $TEST_TMP)"
+start_strata
+echo "strata: $STRATA_SOCK"
 
-step "Pulling and running the image with containerd's built-in snapshotter"
-echo "(Strata's snapshotter and lazy pull are not wired in yet: this is the baseline path)"
-ctr_ images pull --plain-http "$REGISTRY/demo/busybox:latest" >/dev/null
-ctr_ run --rm "$REGISTRY/demo/busybox:latest" demo-$$ /bin/cat /etc/motd
+step "Starting a private containerd whose snapshotter and content store are Strata"
+start_containerd "$(strata_proxy_toplevel)" "$(strata_proxy_config content)"
+echo "containerd: $CONTAINERD_SOCK (proxy_plugins: strata, strata-content)"
 
-step "Done: cleaning up the registry, containerd and temp files"
+step "containerd pulls the image into Strata (full pull: lazy pull is not implemented yet)"
+ctr_ images pull --plain-http --snapshotter strata "$REGISTRY/demo/busybox:latest" >/dev/null
+echo "blobs in Strata's content store:"
+ls -l "$STRATA_ROOT_DIR/content/blobs/sha256" | tail -n +2 | awk '{print "  " $5 " bytes  sha256:" $9}'
+echo "snapshots in Strata's snapshotter:"
+ctr_ snapshots --snapshotter strata ls | sed 's/^/  /'
+
+step "Running the container on Strata's snapshot (ctr run --snapshotter strata)"
+ctr_ run --rm --snapshotter strata "$REGISTRY/demo/busybox:latest" demo-$$ /bin/cat /etc/motd
+
+step "Done: cleaning up the registry, containerd, strata and temp files"

@@ -34,7 +34,16 @@ struct snap_store {
 	 * Cleanup holds it exclusive, so it never deletes a directory whose
 	 * metadata is about to be written. */
 	pthread_rwlock_t dirs_lock;
+
+	/* Lazy (remote) layers; NULL when disabled. Thread-safe itself. */
+	struct lazy_manager *lazy;
 };
+
+/* --- snapshotter.c --- */
+/* Prepare/View without the remote-snapshot path. */
+int snap_create(struct snap_store *s, enum snap_kind kind, const char *key, const char *parent,
+                const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
+                size_t *ret_n_mounts, struct strata_error **ret_err);
 
 /* --- snap-meta.c (the only file including <lmdb.h>) --- */
 int snap_meta_open(struct snap_store *s);

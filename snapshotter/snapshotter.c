@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "snap-internal.h"
+#include "lazy-internal.h"
 
 /* LMDB's default maximum key size. */
 #define SNAP_KEY_MAX 511
@@ -127,6 +127,25 @@ int snap_store_open(const char *root, struct strata_meta *meta, const struct sna
 		s->userxattr = in_user_namespace();
 	else
 		s->userxattr = opts->userxattr > 0;
+	if (!opts || !opts->lazy_disable) {
+		struct lazy_options lo = {0};
+		if (opts) {
+			lo = (struct lazy_options){
+			        .allow_unverified = opts->lazy_allow_unverified,
+			        .no_prefetch = opts->lazy_no_prefetch,
+			        .no_background = opts->lazy_no_background,
+			        .bg_delay_ms = opts->lazy_bg_delay_ms,
+			        .fuse_threads = opts->lazy_fuse_threads,
+			        .cache_max_bytes = opts->lazy_cache_max_bytes,
+			};
+		}
+		r = lazy_manager_new(root, &lo, opts ? opts->registry : NULL, &s->lazy, ret_err);
+		if (r < 0)
+			return strata_error_prefix(ret_err, r, "lazy layers");
+		/* Never fails the open: a layer that cannot be mounted is
+		 * reported Unavailable by Mounts/View. */
+		(void)lazy_remote_remount_all(s, NULL);
+	}
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -135,6 +154,7 @@ struct snap_store *snap_store_close(struct snap_store *s)
 {
 	if (!s)
 		return NULL;
+	lazy_manager_free(s->lazy);
 	(void)safe_close(s->snapshots_fd);
 	pthread_mutex_destroy(&s->id_lock);
 	pthread_rwlock_destroy(&s->dirs_lock);
@@ -227,10 +247,9 @@ static void remove_dir(struct snap_store *s, uint64_t id)
 		                s->snapshots_dir, name);
 }
 
-static int create_snapshot(struct snap_store *s, enum snap_kind kind, const char *key,
-                           const char *parent, const struct snap_label *labels, size_t n_labels,
-                           struct snap_mount **ret_mounts, size_t *ret_n_mounts,
-                           struct strata_error **ret_err)
+int snap_create(struct snap_store *s, enum snap_kind kind, const char *key, const char *parent,
+                const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
+                size_t *ret_n_mounts, struct strata_error **ret_err)
 {
 	struct snap_create_args a = {
 	        .key = key, .parent = parent, .kind = kind, .labels = labels, .n_labels = n_labels};
@@ -242,8 +261,11 @@ static int create_snapshot(struct snap_store *s, enum snap_kind kind, const char
 	if (r < 0)
 		return r;
 	if (parent && parent[0]) {
+		_cleanup_free_ uint64_t *chain = NULL;
+		size_t n_chain = 0;
+
 		/* Early, for the parent's owner; the write re-checks it. */
-		r = snap_meta_get(s, parent, &prec);
+		r = snap_meta_get_chain(s, parent, &prec, &chain, &n_chain);
 		if (r == -ENOENT)
 			return strata_error_set(ret_err, r, "missing parent \"%s\": not found",
 			                        parent);
@@ -258,6 +280,15 @@ static int create_snapshot(struct snap_store *s, enum snap_kind kind, const char
 			                        parent);
 		}
 		snap_record_done(&prec);
+		/* A chain with an unhealthy remote layer cannot be mounted:
+		 * Unavailable, before anything is created. */
+		if (ret_mounts) {
+			r = lazy_remote_check_chain(s, &parent_id, 1, ret_err);
+			if (r == 0)
+				r = lazy_remote_check_chain(s, chain, n_chain, ret_err);
+			if (r < 0)
+				return r;
+		}
 	}
 	r = alloc_id(s, &a.id);
 	if (r < 0)
@@ -281,6 +312,10 @@ static int create_snapshot(struct snap_store *s, enum snap_kind kind, const char
 	pthread_rwlock_unlock(&s->dirs_lock);
 	strata_error_free(a.err);
 
+	if (!ret_mounts) {
+		free(a.parent_ids);
+		return 0;
+	}
 	r = snap_build_mounts(s, kind, a.id, a.parent_ids, a.n_parent_ids, ret_mounts,
 	                      ret_n_mounts);
 	free(a.parent_ids);
@@ -299,16 +334,31 @@ int snap_prepare(struct snap_store *s, const char *key, const char *parent,
                  const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
                  size_t *ret_n_mounts, struct strata_error **ret_err)
 {
-	return create_snapshot(s, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, ret_mounts,
-	                       ret_n_mounts, ret_err);
+	if (s->lazy && snap_info_label(&(struct snap_info){.labels = (struct snap_label *)labels,
+	                                                    .n_labels = n_labels},
+	                               "containerd.io/snapshot.ref")) {
+		int r = lazy_remote_prepare(s, key, parent, labels, n_labels, ret_err);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			return strata_error_set(ret_err, -EEXIST,
+			                        "target snapshot \"%s\": already exists",
+			                        snap_info_label(
+			                                &(struct snap_info){
+			                                        .labels = (struct snap_label *)labels,
+			                                        .n_labels = n_labels},
+			                                "containerd.io/snapshot.ref"));
+	}
+	return snap_create(s, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, ret_mounts,
+	                   ret_n_mounts, ret_err);
 }
 
 int snap_view(struct snap_store *s, const char *key, const char *parent,
               const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
               size_t *ret_n_mounts, struct strata_error **ret_err)
 {
-	return create_snapshot(s, SNAP_KIND_VIEW, key, parent, labels, n_labels, ret_mounts,
-	                       ret_n_mounts, ret_err);
+	return snap_create(s, SNAP_KIND_VIEW, key, parent, labels, n_labels, ret_mounts,
+	                   ret_n_mounts, ret_err);
 }
 
 int snap_mounts(struct snap_store *s, const char *key, struct snap_mount **ret_mounts,
@@ -336,6 +386,11 @@ int snap_mounts(struct snap_store *s, const char *key, struct snap_mount **ret_m
 		                        "failed to get active mount: requested snapshot \"%s\" not "
 		                        "active or view: failed precondition",
 		                        key);
+	}
+	r = lazy_remote_check_chain(s, ids, n, ret_err);
+	if (r < 0) {
+		snap_record_done(&rec);
+		return r;
 	}
 	r = snap_build_mounts(s, rec.info.kind, rec.id, ids, n, ret_mounts, ret_n_mounts);
 	snap_record_done(&rec);
@@ -410,11 +465,15 @@ int snap_remove(struct snap_store *s, const char *key, struct strata_error **ret
 	if (r < 0)
 		return r;
 	r = snap_meta_remove(s, key, &id, ret_err);
-	if (r < 0)
+	if (r < 0) {
 		(void)strata_error_prefix(ret_err, r, "failed to remove");
-	return r;
+		return r;
+	}
 	/* After the durable metadata change: a crash here leaves an orphan
-	 * directory for Cleanup, never metadata without a directory. */
+	 * directory for Cleanup, never metadata without a directory. A remote
+	 * layer is unmounted first, so rm -rf never walks into it. */
+	if (s->lazy)
+		lazy_manager_drop(s->lazy, id);
 	remove_dir(s, id);
 	return 0;
 }

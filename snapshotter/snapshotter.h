@@ -79,9 +79,25 @@ struct snap_mount {
 
 struct snap_mount *snap_mounts_free(struct snap_mount *mounts, size_t n);
 
+struct content_registry_client;
+
 struct snap_options {
 	/* -1 auto (containerd's rule: only inside a user namespace), 0 no, 1 yes */
 	int userxattr;
+
+	/* Lazy (remote) eStargz layers, see "Remote snapshots" below. */
+	bool lazy_disable;
+	/* Serve layers without a toc.digest label (their TOC is unverified,
+	 * so chunk digests prove nothing). Off by default. */
+	bool lazy_allow_unverified;
+	bool lazy_no_prefetch;   /* skip the .prefetch.landmark range at mount */
+	bool lazy_no_background; /* skip fetching the rest in the background */
+	unsigned lazy_bg_delay_ms;      /* before the background fetch; 0 = 0 */
+	unsigned lazy_fuse_threads;     /* per layer; 0 = 8 */
+	uint64_t lazy_cache_max_bytes;  /* chunk cache cap; 0 = 10 GiB */
+	/* Borrowed; must outlive the store. NULL: the store makes its own
+	 * (default options: plain HTTP for loopback registries only). */
+	struct content_registry_client *registry;
 };
 
 struct snap_store; /* thread-safe */
@@ -92,6 +108,37 @@ int snap_store_open(const char *root, struct strata_meta *meta, const struct sna
                     struct snap_store **ret, struct strata_error **ret_err);
 struct snap_store *snap_store_close(struct snap_store *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct snap_store *, snap_store_close)
+
+/*
+ * Remote snapshots (containerd's remote-snapshotter protocol, lazy pulling).
+ *
+ * snap_prepare() with the label "containerd.io/snapshot.ref" = <chainID>
+ * plus a resolvable layer (CRI labels containerd.io/snapshot/cri.image-ref +
+ * cri.layer-digest, or containerd.io/snapshot/remote/stargz.reference +
+ * stargz.digest) that is eStargz with a verified TOC (label
+ * containerd.io/snapshot/stargz/toc.digest) creates a COMMITTED snapshot
+ * named <chainID> with the request's parent, labelled
+ * "containerd.io/snapshot/remote" = "strata", whose fs/ is a FUSE mount
+ * fetching chunks on demand, and answers -EEXIST (AlreadyExists), as
+ * containerd expects. Anything else falls back to a normal Prepare and the
+ * reason is logged at info. Mounts/View over a chain holding a remote layer
+ * that is unhealthy (not mounted, registry unreachable) answer -EAGAIN
+ * (Unavailable). snap_store_open() remounts remote snapshots (without
+ * network: the verified TOC is kept beside the snapshot); snap_remove()
+ * unmounts; snap_store_close() unmounts all.
+ */
+int snap_store_remount_remote(struct snap_store *s, struct strata_error **ret_err);
+
+struct snap_lazy_stats {
+	uint64_t bytes_fetched, requests, chunks_fetched, cache_hits, cache_misses,
+	        verify_failures;
+	uint64_t toc_entries, toc_memory, blob_size;
+	bool healthy;
+};
+/* -ENOENT when key is not a mounted remote snapshot. */
+int snap_lazy_stats(struct snap_store *s, const char *key, struct snap_lazy_stats *ret);
+/* Drop chunk cache files down to target bytes (0: all). */
+int snap_lazy_prune_cache(struct snap_store *s, uint64_t target);
 
 /* ROOT/snapshots, the directory every upper/lower path lives in. */
 const char *snap_store_snapshots_dir(const struct snap_store *s);

@@ -204,3 +204,24 @@ CFG
 CFG
 	fi
 }
+
+# stop_strata_root ROOT: remove every container `strata run` left under ROOT
+# (rm -f: task, shim, netns, mounts, snapshot), then stop the daemon that
+# `strata run` autostarted there (its pid is in ROOT/strata.pid). Safe to call
+# when nothing runs.
+stop_strata_root() {
+	local root=$1 sock=${2:-} pid id
+	[ -d "$root" ] || return 0
+	if [ -d "$root/containers" ]; then
+		for id in $(ls "$root/containers" 2>/dev/null); do
+			"$STRATA_BIN" --root "$root" ${sock:+--address "$sock"} rm -f "$id" >/dev/null 2>&1 ||
+				echo "stop_strata_root: rm -f $id failed" >&2
+		done
+	fi
+	if [ -f "$root/strata.pid" ]; then
+		pid=$(cat "$root/strata.pid")
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+}

@@ -20,7 +20,7 @@ put_blob() { # file -> prints digest hex, moves file into blobs/
 layers_json="" diffids_json=""
 for rootfs in "$@"; do
 	tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
-		--xattrs --xattrs-include='*' -C "$rootfs" -cf "$tmp/layer.tar" .
+		--xattrs --xattrs-include='*' --pax-option=delete=atime,delete=ctime -C "$rootfs" -cf "$tmp/layer.tar" .
 	diffid=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
 	gzip -n -6 "$tmp/layer.tar"
 	size=$(stat -c %s "$tmp/layer.tar.gz")

@@ -653,14 +653,16 @@ static void test_gc(void **state)
 	/* blobs committed during the last second are protected: wait it out */
 	sleep(2);
 
-	assert_int_equal(content_gc(f->store, &index_, 1, true, &res, NULL), 0);
+	assert_int_equal(content_gc(f->store, &index_, 1,
+	                            &(struct content_gc_options){.dry_run = true}, &res, NULL),
+	                 0);
 	assert_int_equal(res.n_removed, 1);
 	assert_true(strata_digest_equal(&res.removed[0], &orphan));
 	assert_int_equal(res.bytes_removed, 6);
 	content_gc_result_done(&res);
 	assert_int_equal(content_info(f->store, &orphan, NULL, NULL), 0);
 
-	assert_int_equal(content_gc(f->store, &index_, 1, false, &res, NULL), 0);
+	assert_int_equal(content_gc(f->store, &index_, 1, NULL, &res, NULL), 0);
 	assert_int_equal(res.n_removed, 1);
 	content_gc_result_done(&res);
 	assert_int_equal(content_info(f->store, &orphan, NULL, NULL), -ENOENT);
@@ -668,7 +670,7 @@ static void test_gc(void **state)
 	assert_int_equal(content_info(f->store, &child, NULL, NULL), 0);
 
 	/* without roots only the pinned tree survives */
-	assert_int_equal(content_gc(f->store, NULL, 0, false, &res, NULL), 0);
+	assert_int_equal(content_gc(f->store, NULL, 0, NULL, &res, NULL), 0);
 	assert_int_equal(res.n_removed, 4);
 	content_gc_result_done(&res);
 	assert_int_equal(content_info(f->store, &pinned, NULL, NULL), 0);
@@ -677,7 +679,7 @@ static void test_gc(void **state)
 
 	/* a fresh blob is not swept */
 	assert_int_equal(put_blob(f->store, "8", "fresh", 5, NULL, 0, &orphan), 0);
-	assert_int_equal(content_gc(f->store, NULL, 0, false, NULL, NULL), 0);
+	assert_int_equal(content_gc(f->store, NULL, 0, NULL, NULL, NULL), 0);
 	assert_int_equal(content_info(f->store, &orphan, NULL, NULL), 0);
 }
 

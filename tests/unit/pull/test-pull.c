@@ -102,8 +102,10 @@ static void record_fill(struct content_image_record *r, const char *name, const 
 	r->n_layers = r->n_chain_ids = 2;
 	r->layers = calloc(2, sizeof(*r->layers));
 	r->chain_ids = calloc(2, sizeof(*r->chain_ids));
-	r->layers[0] = dg("sha256:2e7d2c03a9507ae265ecf5b5356885a53393a2029d241394997265a1a25aefc6");
-	r->layers[1] = dg("sha256:51c0c8ace48498d6f5fee6b0592cc06f2da0f3cbe09c5a34a97dce85c3889676");
+	r->layers[0] =
+	        dg("sha256:2e7d2c03a9507ae265ecf5b5356885a53393a2029d241394997265a1a25aefc6");
+	r->layers[1] =
+	        dg("sha256:51c0c8ace48498d6f5fee6b0592cc06f2da0f3cbe09c5a34a97dce85c3889676");
 	r->chain_ids[0] = r->layers[1];
 	r->chain_ids[1] = r->layers[0];
 	r->created_at = (struct timespec){1700000000, 123456789};
@@ -257,11 +259,11 @@ static void test_image_store(void **state)
 	assert_string_equal(c.names[0], "docker.io/library/b:1");
 	assert_int_equal(walk(f->store, "labels.team==x", &c), 1);
 	assert_string_equal(c.names[0], "docker.io/library/a:latest");
-	assert_int_equal(
-	        walk(f->store,
-	             "digest==sha256:2e7d2c03a9507ae265ecf5b5356885a53393a2029d241394997265a1a25aefc6",
-	             &c),
-	        1);
+	assert_int_equal(walk(f->store,
+	                      "digest==sha256:"
+	                      "2e7d2c03a9507ae265ecf5b5356885a53393a2029d241394997265a1a25aefc6",
+	                      &c),
+	                 1);
 	assert_int_equal(walk(f->store, "name~=library/[ab]", &c), 2);
 	assert_int_equal(walk(f->store, "platform==linux/arm64", &c), 0);
 

@@ -1,0 +1,738 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * strata run: the image from the daemon (pulled if absent), an active
+ * snapshot "@strata/ctr/<id>" prepared on its top layer over the daemon's
+ * Snapshots service, then runtime/ in this process: bundle, rootfs mounts,
+ * network, containerd-shim-runc-v2. Attached runs relay stdio and exit with
+ * the container's code; -d prints the id and returns.
+ *
+ * Signals in an attached run: a handler writes the signal number to a pipe
+ * (nothing else is async-signal-safe), a thread forwards it to the
+ * container: the first SIGINT/SIGTERM as is, the next one as SIGKILL.
+ * SIGWINCH resizes the container's pty with -t.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <termios.h>
+
+#include "daemon.h"
+#include "progress.h"
+#include "runtime.h"
+#include "snapshots.pb-c.h"
+
+struct run_opts {
+	bool rm, detach, interactive, tty, plain_http;
+	const char *name, *env_file, *cwd, *user, *entrypoint, *hostname, *runtime_binary;
+	const char *platform;
+	enum rt_net_mode net;
+	char **env;
+	size_t n_env;
+	struct rt_volume *volumes;
+	size_t n_volumes;
+	struct rt_port_mapping *ports;
+	size_t n_ports;
+	const char *ref;
+	char **args; /* NULL = image Cmd */
+};
+
+static void run_opts_done(struct run_opts *o)
+{
+	free(o->env);
+	for (size_t i = 0; i < o->n_volumes; i++)
+		rt_volume_done(&o->volumes[i]);
+	free(o->volumes);
+	free(o->ports);
+}
+
+static int grow(void **array, size_t *n, size_t size)
+{
+	void *a = realloc(*array, (*n + 2) * size);
+	if (!a)
+		return -ENOMEM;
+	memset((char *)a + *n * size, 0, 2 * size);
+	*array = a;
+	(*n)++;
+	return 0;
+}
+
+/* [IP:]HOSTPORT:CTRPORT[/tcp|udp] */
+static int parse_port(const char *s, struct rt_port_mapping *ret)
+{
+	char buf[128], *proto, *last, *mid;
+	unsigned long hp, cp;
+	char *end;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	*ret = (struct rt_port_mapping){0};
+	proto = strchr(buf, '/');
+	if (proto) {
+		*proto++ = '\0';
+		if (streq(proto, "tcp"))
+			ret->protocol = "tcp";
+		else if (streq(proto, "udp"))
+			ret->protocol = "udp";
+		else
+			return -EINVAL;
+	}
+	last = strrchr(buf, ':');
+	if (!last)
+		return -EINVAL;
+	*last++ = '\0';
+	mid = strrchr(buf, ':');
+	if (mid) {
+		*mid++ = '\0';
+		/* The host IP stays in argv (s): point into it. */
+		ret->host_ip = strndup(s, (size_t)(mid - 1 - buf));
+	} else {
+		mid = buf;
+	}
+	errno = 0;
+	hp = strtoul(mid, &end, 10);
+	if (errno || *end || !*mid || hp == 0 || hp > 65535)
+		return -EINVAL;
+	cp = strtoul(last, &end, 10);
+	if (errno || *end || !*last || cp == 0 || cp > 65535)
+		return -EINVAL;
+	ret->host_port = (uint16_t)hp;
+	ret->container_port = (uint16_t)cp;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct run_opts *o)
+{
+	enum {
+		OPT_RM = 0x100,
+		OPT_NAME,
+		OPT_ENV_FILE,
+		OPT_ENTRYPOINT,
+		OPT_NET,
+		OPT_HOSTNAME,
+		OPT_RUNTIME_BINARY,
+		OPT_PLAIN_HTTP,
+		OPT_PLATFORM,
+	};
+	static const struct option opts[] = {
+	        {"rm", no_argument, NULL, OPT_RM},
+	        {"detach", no_argument, NULL, 'd'},
+	        {"interactive", no_argument, NULL, 'i'},
+	        {"tty", no_argument, NULL, 't'},
+	        {"name", required_argument, NULL, OPT_NAME},
+	        {"env", required_argument, NULL, 'e'},
+	        {"env-file", required_argument, NULL, OPT_ENV_FILE},
+	        {"volume", required_argument, NULL, 'v'},
+	        {"workdir", required_argument, NULL, 'w'},
+	        {"user", required_argument, NULL, 'u'},
+	        {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
+	        {"net", required_argument, NULL, OPT_NET},
+	        {"network", required_argument, NULL, OPT_NET},
+	        {"publish", required_argument, NULL, 'p'},
+	        {"hostname", required_argument, NULL, OPT_HOSTNAME},
+	        {"runtime-binary", required_argument, NULL, OPT_RUNTIME_BINARY},
+	        {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
+	        {"platform", required_argument, NULL, OPT_PLATFORM},
+	        {0},
+	};
+	_cleanup_error_ struct strata_error *err = NULL;
+	int c;
+
+	opterr = 0;
+	/* "+": options end at the image reference; what follows is the command. */
+	while ((c = getopt_long(argc, argv, "+dite:v:w:u:p:", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_RM:
+			o->rm = true;
+			break;
+		case 'd':
+			o->detach = true;
+			break;
+		case 'i':
+			o->interactive = true;
+			break;
+		case 't':
+			o->tty = true;
+			break;
+		case OPT_NAME:
+			if (!*optarg || strchr(optarg, '/'))
+				return cli_usage_error("run", "invalid --name \"%s\"", optarg);
+			o->name = optarg;
+			break;
+		case 'e':
+			if (!*optarg || optarg[0] == '=')
+				return cli_usage_error("run", "invalid -e \"%s\": want KEY=VALUE",
+				                       optarg);
+			if (grow((void **)&o->env, &o->n_env, sizeof(char *)) < 0)
+				return cli_fail("run", "out of memory");
+			o->env[o->n_env - 1] = optarg;
+			break;
+		case OPT_ENV_FILE:
+			o->env_file = optarg;
+			break;
+		case 'v':
+			if (grow((void **)&o->volumes, &o->n_volumes, sizeof(*o->volumes)) < 0)
+				return cli_fail("run", "out of memory");
+			if (rt_volume_parse(optarg, &o->volumes[o->n_volumes - 1], &err) < 0) {
+				o->n_volumes--;
+				return cli_usage_error("run", "%s", strata_error_message(err));
+			}
+			break;
+		case 'w':
+			if (optarg[0] != '/')
+				return cli_usage_error("run", "-w \"%s\": must be an absolute path",
+				                       optarg);
+			o->cwd = optarg;
+			break;
+		case 'u':
+			if (!*optarg)
+				return cli_usage_error("run", "-u needs USER[:GROUP]");
+			o->user = optarg;
+			break;
+		case OPT_ENTRYPOINT:
+			o->entrypoint = optarg;
+			break;
+		case OPT_NET:
+			if (streq(optarg, "bridge") || streq(optarg, "default"))
+				o->net = RT_NET_BRIDGE;
+			else if (streq(optarg, "host"))
+				o->net = RT_NET_HOST;
+			else if (streq(optarg, "none"))
+				o->net = RT_NET_NONE;
+			else
+				return cli_usage_error("run", "--net \"%s\": bridge, host or none",
+				                       optarg);
+			break;
+		case 'p':
+			if (grow((void **)&o->ports, &o->n_ports, sizeof(*o->ports)) < 0)
+				return cli_fail("run", "out of memory");
+			if (parse_port(optarg, &o->ports[o->n_ports - 1]) < 0)
+				return cli_usage_error(
+				        "run", "-p \"%s\": want [IP:]HOSTPORT:CTRPORT[/tcp|udp]",
+				        optarg);
+			break;
+		case OPT_HOSTNAME:
+			if (!*optarg)
+				return cli_usage_error("run", "--hostname needs a value");
+			o->hostname = optarg;
+			break;
+		case OPT_RUNTIME_BINARY:
+			if (!*optarg || strchr(optarg, '/'))
+				return cli_usage_error("run",
+				                       "--runtime-binary \"%s\": a name such as runc "
+				                       "or crun, looked up in PATH",
+				                       optarg);
+			o->runtime_binary = optarg;
+			break;
+		case OPT_PLAIN_HTTP:
+			o->plain_http = true;
+			break;
+		case OPT_PLATFORM:
+			if (!*optarg)
+				return cli_usage_error("run", "--platform needs os/arch[/variant]");
+			o->platform = optarg;
+			break;
+		default:
+			if (optopt && optopt < 0x100)
+				return cli_usage_error("run", "unknown or incomplete option '-%c'",
+				                       optopt);
+			return cli_usage_error("run", "unknown or incomplete option '%s'",
+			                       argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("run", "missing image reference");
+	o->ref = argv[optind++];
+	if (!*o->ref)
+		return cli_usage_error("run", "empty image reference");
+	if (optind < argc)
+		o->args = argv + optind; /* argv is NULL-terminated */
+	if (o->rm && o->detach)
+		return cli_usage_error("run", "--rm with -d is not supported: remove a detached "
+		                              "container with 'strata rm -f ID'");
+	if (o->net == RT_NET_HOST && o->n_ports)
+		return cli_usage_error("run", "-p needs --net bridge (with --net host the "
+		                              "container's ports are the host's)");
+	if (o->net == RT_NET_NONE && o->n_ports)
+		return cli_usage_error("run", "-p needs --net bridge");
+	return 0;
+}
+
+/* --- the image and the snapshot -------------------------------------------- */
+
+struct pull_state {
+	struct cli_progress *progress;
+};
+
+static int on_pull_progress(const ProtobufCMessage *msg, void *userdata,
+                            struct strata_error **ret_err)
+{
+	struct pull_state *st = userdata;
+	(void)ret_err;
+	cli_progress_update(st->progress, (const Strata__Images__V1__PullProgress *)msg);
+	return 0;
+}
+
+static int image_get(struct proxy_client *client, const char *ref,
+                     Strata__Images__V1__GetImageResponse **ret, struct strata_error **ret_err)
+{
+	Strata__Images__V1__GetImageRequest req = STRATA__IMAGES__V1__GET_IMAGE_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	int r;
+
+	req.name = (char *)ref;
+	r = proxy_client_unary(client, "/strata.images.v1.Images/Get", &req.base,
+	                       &strata__images__v1__get_image_response__descriptor, &resp, 60000,
+	                       ret_err);
+	if (r < 0)
+		return r;
+	*ret = (Strata__Images__V1__GetImageResponse *)resp;
+	if (!(*ret)->image) {
+		protobuf_c_message_free_unpacked(resp, NULL);
+		*ret = NULL;
+		return strata_error_set(ret_err, -EPROTO, "the daemon answered Get without an image");
+	}
+	return 0;
+}
+
+static int image_pull(struct proxy_client *client, const struct run_opts *o,
+                      struct strata_error **ret_err)
+{
+	Strata__Images__V1__PullRequest req = STRATA__IMAGES__V1__PULL_REQUEST__INIT;
+	_cleanup_(cli_progress_freep) struct cli_progress *progress = NULL;
+	struct pull_state st;
+	int r;
+
+	req.ref = (char *)o->ref;
+	req.plain_http = o->plain_http;
+	req.platform = (char *)(o->platform ? o->platform : "");
+	req.lazy = STRATA__IMAGES__V1__LAZY_MODE__LAZY_AUTO;
+	progress = cli_progress_new(stderr, isatty(STDERR_FILENO) ? CLI_PROGRESS_TTY
+	                                                          : CLI_PROGRESS_QUIET);
+	if (!progress)
+		return -ENOMEM;
+	st.progress = progress;
+	r = proxy_client_stream(client, "/strata.images.v1.Images/Pull", &req.base,
+	                        &strata__images__v1__pull_progress__descriptor, on_pull_progress,
+	                        &st, 0, ret_err);
+	cli_progress_finish(progress);
+	return r;
+}
+
+/* The image's mounts as rt_mounts pointing into resp (which must outlive them). */
+static int snapshot_prepare(struct proxy_client *client, const char *key, const char *parent,
+                            Containerd__Services__Snapshots__V1__PrepareSnapshotResponse **ret,
+                            struct strata_error **ret_err)
+{
+	Containerd__Services__Snapshots__V1__PrepareSnapshotRequest req =
+	        CONTAINERD__SERVICES__SNAPSHOTS__V1__PREPARE_SNAPSHOT_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	int r;
+
+	req.snapshotter = (char *)"strata";
+	req.key = (char *)key;
+	req.parent = (char *)parent;
+	r = proxy_client_unary(client, "/containerd.services.snapshots.v1.Snapshots/Prepare",
+	                       &req.base,
+	                       &containerd__services__snapshots__v1__prepare_snapshot_response__descriptor,
+	                       &resp, 60000, ret_err);
+	if (r < 0)
+		return strata_error_prefix(ret_err, r, "prepare snapshot %s", key);
+	*ret = (Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *)resp;
+	return 0;
+}
+
+/* --- signals ------------------------------------------------------------------ */
+
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	uint8_t b = (uint8_t)sig;
+	(void)!write(sig_pipe[1], &b, 1);
+	errno = saved;
+}
+
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+
+static int signals_install(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return negative_errno();
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
+		if (sigaction(forwarded[i], &sa, NULL) < 0)
+			return negative_errno();
+	return 0;
+}
+
+static void signals_restore(void)
+{
+	struct sigaction sa = {.sa_handler = SIG_DFL};
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
+		(void)sigaction(forwarded[i], &sa, NULL);
+}
+
+/* A signal that arrived before the container started (0 = none). */
+static int signals_pending(void)
+{
+	uint8_t b;
+	int sig = 0;
+	while (read(sig_pipe[0], &b, 1) == 1)
+		if (b != SIGWINCH)
+			sig = b;
+	return sig;
+}
+
+struct forwarder {
+	struct rt_container *c;
+	bool tty;
+	int stop_fd[2];
+	pthread_t thread;
+};
+
+static void resize(struct forwarder *f)
+{
+	struct winsize ws;
+	if (f->tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		(void)rt_container_resize(f->c, ws.ws_col, ws.ws_row, NULL);
+}
+
+static void *forward_signals(void *arg)
+{
+	struct forwarder *f = arg;
+	int count = 0;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+		        {.fd = sig_pipe[0], .events = POLLIN},
+		        {.fd = f->stop_fd[0], .events = POLLIN},
+		};
+		uint8_t b;
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		while (read(sig_pipe[0], &b, 1) == 1) {
+			int sig = b;
+			if (sig == SIGWINCH) {
+				resize(f);
+				continue;
+			}
+			/* Like docker: pass it on; insisting kills. */
+			if ((sig == SIGINT || sig == SIGTERM) && ++count > 1)
+				sig = SIGKILL;
+			(void)rt_container_kill(f->c, sig, NULL);
+		}
+	}
+	return NULL;
+}
+
+/* --- the terminal ---------------------------------------------------------------- */
+
+static struct termios saved_tio;
+static bool tio_saved;
+
+static void terminal_raw(void)
+{
+	struct termios raw;
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tio) < 0)
+		return;
+	raw = saved_tio;
+	cfmakeraw(&raw);
+	/* Keep output post-processing off too: the pty in the container does it. */
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
+		tio_saved = true;
+}
+
+static void terminal_restore(void)
+{
+	if (tio_saved)
+		(void)tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
+	tio_saved = false;
+}
+
+/* --- run --------------------------------------------------------------------------- */
+
+static char *random_id(void)
+{
+	uint8_t b[32];
+	char *s = malloc(65);
+	if (!s || getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+		free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(b); i++)
+		sprintf(s + 2 * i, "%02x", b[i]);
+	return s;
+}
+
+/* A container with this name exists already: its id, else NULL. */
+static char *name_in_use(const char *root, const char *name)
+{
+	char **ids = NULL;
+	char *found = NULL;
+
+	if (rt_container_list(root, &ids, NULL) < 0)
+		return NULL;
+	for (size_t i = 0; ids[i]; i++) {
+		struct rt_container *c = NULL;
+		struct rt_container_info info;
+		if (!found && rt_container_load(root, ids[i], &c, NULL) >= 0 &&
+		    rt_container_inspect(c, &info, NULL) >= 0) {
+			if (streq_ptr(info.name, name))
+				found = strdup(ids[i]);
+			rt_container_info_done(&info);
+		}
+		rt_container_free(c);
+		free(ids[i]);
+	}
+	free(ids);
+	return found;
+}
+
+static void mounts_free(struct rt_mount *m)
+{
+	free(m); /* the strings belong to the Prepare response */
+}
+
+static int run(struct cli_ctx *ctx, struct run_opts *o)
+{
+	_cleanup_(proxy_client_freep) struct proxy_client *client = NULL;
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ char *id = NULL, *config = NULL, *image_name = NULL, *parent = NULL;
+	Strata__Images__V1__GetImageResponse *img = NULL;
+	Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *prep = NULL;
+	struct rt_mount *mounts = NULL;
+	struct rt_container *c = NULL;
+	struct forwarder fwd = {.stop_fd = {-1, -1}};
+	char key[CLI_SNAPSHOT_KEY_MAX];
+	bool snapshot_made = false, fwd_started = false;
+	int code = EXIT_ERROR, r;
+
+	/* Fail before any work when the runtime cannot run at all. */
+	{
+		_cleanup_free_ char *shim = NULL, *runtime = NULL;
+		if (rt_require_binary(RT_SHIM_BINARY, &shim, &err) < 0 ||
+		    rt_require_binary(o->runtime_binary ? o->runtime_binary : "runc", &runtime,
+		                      &err) < 0)
+			return cli_fail("run", "%s", strata_error_message(err));
+	}
+	if (o->name) {
+		_cleanup_free_ char *other = name_in_use(ctx->root, o->name);
+		if (other)
+			return cli_fail("run",
+			                "the name \"%s\" is in use by container %.12s: remove it "
+			                "('strata rm %s') or choose another --name",
+			                o->name, other, o->name);
+	}
+
+	r = cli_daemon_connect(ctx, true, &client, NULL, &err);
+	if (r < 0)
+		return cli_fail("run", "%s", strata_error_message(err));
+
+	r = image_get(client, o->ref, &img, &err);
+	if (r == -ENOENT) {
+		strata_error_free(err);
+		err = NULL;
+		r = image_pull(client, o, &err);
+		if (r >= 0)
+			r = image_get(client, o->ref, &img, &err);
+	}
+	if (r < 0)
+		return cli_fail_ref("run", o->ref, err);
+
+	image_name = strdup(img->image->name);
+	config = malloc(img->config.len + 1);
+	if (img->image->n_chain_ids > 0)
+		r = asprintf(&parent, "@strata/%s",
+		             img->image->chain_ids[img->image->n_chain_ids - 1]) < 0
+		            ? -ENOMEM
+		            : 0;
+	id = random_id();
+	if (!image_name || !config || !id || r < 0) {
+		protobuf_c_message_free_unpacked(&img->base, NULL);
+		return cli_fail("run", "out of memory");
+	}
+	memcpy(config, img->config.data, img->config.len);
+	config[img->config.len] = '\0';
+	protobuf_c_message_free_unpacked(&img->base, NULL);
+
+	cli_container_snapshot_key(id, key);
+	r = snapshot_prepare(client, key, parent ? parent : "", &prep, &err);
+	if (r < 0 || !prep) {
+		code = cli_fail("run", "%s", strata_error_message(err));
+		goto out;
+	}
+	snapshot_made = true;
+	mounts = calloc(prep->n_mounts + 1, sizeof(*mounts));
+	if (!mounts) {
+		code = cli_fail("run", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < prep->n_mounts; i++)
+		mounts[i] = (struct rt_mount){
+		        .type = prep->mounts[i]->type,
+		        .source = prep->mounts[i]->source,
+		        .target = prep->mounts[i]->target,
+		        .options = prep->mounts[i]->options,
+		};
+	/* protobuf-c's repeated strings are not NULL-terminated: copy them. */
+	for (size_t i = 0; i < prep->n_mounts; i++) {
+		char **opts = calloc(prep->mounts[i]->n_options + 1, sizeof(char *));
+		if (!opts) {
+			code = cli_fail("run", "out of memory");
+			goto out;
+		}
+		memcpy(opts, prep->mounts[i]->options, prep->mounts[i]->n_options * sizeof(char *));
+		mounts[i].options = opts;
+	}
+
+	struct rt_container_config cfg = {
+	        .root = ctx->root,
+	        .id = id,
+	        .name = o->name,
+	        .image = image_name,
+	        .image_config = config,
+	        .mounts = mounts,
+	        .n_mounts = prep->n_mounts,
+	        .spec =
+	                {
+	                        .args = o->args,
+	                        .entrypoint = o->entrypoint,
+	                        .env = o->env,
+	                        .env_file = o->env_file,
+	                        .cwd = o->cwd,
+	                        .user = o->user,
+	                        .hostname = o->hostname,
+	                        .volumes = o->volumes,
+	                        .n_volumes = o->n_volumes,
+	                        .tty = o->tty,
+	                        .net = o->net,
+	                },
+	        .ports = o->ports,
+	        .n_ports = o->n_ports,
+	        .runtime_binary = o->runtime_binary,
+	        .detach = o->detach,
+	        .interactive = o->interactive,
+	};
+	cli_runtime_cni_config(ctx, &cfg.cni);
+
+	if (!o->detach && signals_install() < 0) {
+		code = cli_fail("run", "install signal handlers: %m");
+		goto out;
+	}
+	r = rt_container_create(&cfg, &c, &err);
+	if (r < 0) {
+		/* The runtime names what is missing and how to get it: verbatim. */
+		code = cli_fail("run", "%s", strata_error_message(err));
+		goto out;
+	}
+	if (!o->detach) {
+		int sig = signals_pending();
+		if (sig) {
+			code = 128 + sig;
+			goto remove;
+		}
+	}
+	if (o->tty && o->interactive && !o->detach)
+		terminal_raw();
+	r = rt_container_start(c, &err);
+	if (r < 0) {
+		terminal_restore();
+		code = cli_fail("run", "%s", strata_error_message(err));
+		goto remove;
+	}
+	if (o->detach) {
+		printf("%s\n", id);
+		snapshot_made = false; /* it is the container's now */
+		code = EXIT_OK;
+		goto out;
+	}
+
+	fwd.c = c;
+	fwd.tty = o->tty;
+	if (pipe2(fwd.stop_fd, O_CLOEXEC) == 0 &&
+	    pthread_create(&fwd.thread, NULL, forward_signals, &fwd) == 0)
+		fwd_started = true;
+	if (o->tty)
+		resize(&fwd);
+	r = rt_container_wait(c, &code, &err);
+	terminal_restore();
+	if (fwd_started) {
+		(void)!write(fwd.stop_fd[1], "x", 1);
+		pthread_join(fwd.thread, NULL);
+	}
+	if (r < 0) {
+		(void)cli_fail("run", "%s", strata_error_message(err));
+		code = EXIT_ERROR;
+	}
+	if (!o->rm) {
+		snapshot_made = false; /* kept with the container until `strata rm` */
+		goto out;
+	}
+
+remove:
+	strata_error_free(err);
+	err = NULL;
+	r = rt_container_delete(c, true, &err);
+	if (r < 0) {
+		/* Its rootfs may still be mounted on the snapshot: keep both. */
+		(void)cli_fail("run", "%s", strata_error_message(err));
+		snapshot_made = false;
+		if (code == EXIT_OK)
+			code = EXIT_ERROR;
+	}
+
+out:
+	if (snapshot_made) {
+		strata_error_free(err);
+		err = NULL;
+		if (cli_container_snapshot_remove(ctx, &client, id, false, &err) < 0) {
+			(void)cli_fail("run", "%s", strata_error_message(err));
+			if (code == EXIT_OK)
+				code = EXIT_ERROR;
+		}
+	}
+	if (!o->detach && sig_pipe[0] >= 0) {
+		signals_restore();
+		sig_pipe[0] = safe_close(sig_pipe[0]);
+		sig_pipe[1] = safe_close(sig_pipe[1]);
+	}
+	safe_close(fwd.stop_fd[0]);
+	safe_close(fwd.stop_fd[1]);
+	rt_container_free(c);
+	if (mounts && prep)
+		for (size_t i = 0; i < prep->n_mounts; i++)
+			free(mounts[i].options);
+	mounts_free(mounts);
+	if (prep)
+		protobuf_c_message_free_unpacked(&prep->base, NULL);
+	return code;
+}
+
+int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+	struct run_opts o = {.net = RT_NET_BRIDGE};
+	int r;
+
+	(void)signal(SIGPIPE, SIG_IGN);
+	r = parse_args(argc, argv, &o);
+	if (r == 0)
+		r = run(ctx, &o);
+	for (size_t i = 0; i < o.n_ports; i++)
+		free((char *)o.ports[i].host_ip);
+	run_opts_done(&o);
+	return r;
+}

@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One lazy layer's data path: file reads -> chunks -> chunk cache or one
+ * coalesced Range request -> gunzip -> sha256 check against chunkDigest ->
+ * cache. Unverified bytes never leave this file: a chunk whose digest does
+ * not match fails the read with -EIO and is not cached.
+ *
+ * Also the manager (the set of mounted layers of a store) and each layer's
+ * helper thread: prefetch of the landmark range, registry health probes, and
+ * the throttled background fetch of the rest of the layer.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "lazy-internal.h"
+
+/* A read fetches at most this much compressed data in one request. */
+#define READ_SPAN_MAX (8u << 20)
+/* Prefetch/background requests. */
+#define RANGE_PIECE_MAX (16u << 20)
+#define PROBE_RETRY_MS  5000
+
+static bool network_error(int r)
+{
+	return r != -EBADMSG && r != -ENOMEM;
+}
+
+/* Wait until no in-flight fetch overlaps [start, end), then claim it.
+ * Returns false when one did overlap (the caller re-checks the cache). */
+static bool inflight_claim(struct lazy_layer *l, uint64_t start, uint64_t end)
+{
+	bool waited = false;
+
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		bool overlap = false;
+		for (unsigned i = 0; i < l->n_inflight; i++)
+			if (l->inflight[i].start < end && start < l->inflight[i].end)
+				overlap = true;
+		if (!overlap && l->n_inflight < ELEMENTSOF(l->inflight))
+			break;
+		waited = true;
+		pthread_cond_wait(&l->cond, &l->lock);
+	}
+	if (!waited) {
+		l->inflight[l->n_inflight].start = start;
+		l->inflight[l->n_inflight].end = end;
+		l->n_inflight++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return !waited;
+}
+
+static void inflight_release(struct lazy_layer *l, uint64_t start)
+{
+	pthread_mutex_lock(&l->lock);
+	for (unsigned i = 0; i < l->n_inflight; i++)
+		if (l->inflight[i].start == start) {
+			l->inflight[i] = l->inflight[--l->n_inflight];
+			break;
+		}
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* First position in by_offset whose chunk starts at or after off. */
+static uint32_t first_at(const struct content_estargz_toc *toc, uint64_t off)
+{
+	uint32_t lo = 0, hi = toc->n_chunks;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (toc->chunks[toc->by_offset[mid]].offset < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct want {
+	uint32_t chunk; /* CONTENT_ESTARGZ_NONE: nothing to hand back */
+	uint8_t *dst;
+	uint64_t off; /* within the chunk */
+	size_t len;
+	bool delivered;
+};
+
+/* Decode, verify and cache every chunk whose member lies in buf, which holds
+ * blob bytes [start, start + len). */
+static int decode_span(struct lazy_layer *l, const uint8_t *buf, uint64_t start, size_t len,
+                       struct want *w)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	_cleanup_free_ uint8_t *out = NULL;
+	size_t out_cap = 0;
+	int result = 0;
+
+	for (uint32_t p = first_at(toc, start); p < toc->n_chunks;) {
+		const struct content_estargz_chunk *g = &toc->chunks[toc->by_offset[p]];
+		uint64_t need = 0;
+		uint32_t q;
+		int r;
+
+		if (g->end > start + len)
+			break;
+		for (q = p; q < toc->n_chunks && toc->chunks[toc->by_offset[q]].offset == g->offset;
+		     q++) {
+			const struct content_estargz_chunk *c = &toc->chunks[toc->by_offset[q]];
+			need = MAX(need, c->inner_offset + c->size);
+		}
+		if (need > out_cap) {
+			uint8_t *a = realloc(out, need);
+			if (!a)
+				return -ENOMEM;
+			out = a;
+			out_cap = need;
+		}
+		r = content_estargz_inflate(buf + (g->offset - start), g->end - g->offset, out,
+		                            need);
+		for (uint32_t k = p; k < q; k++) {
+			uint32_t ci = toc->by_offset[k];
+			const struct content_estargz_chunk *c = &toc->chunks[ci];
+			struct strata_digest got;
+			bool ok = r == 0 && strata_sha256(out + c->inner_offset, c->size, &got) == 0 &&
+			          strata_digest_equal(&got, &c->digest);
+
+			if (!ok) {
+				_cleanup_free_ char *path = content_estargz_path(toc, c->entry);
+				atomic_fetch_add(&l->verify_failures, 1);
+				log_warn("lazy layer %" PRIu64 ": chunk at offset %" PRIu64
+				         " of \"%s\" failed verification (%s): not served",
+				         l->id, c->file_offset, strempty(path),
+				         r < 0 ? "corrupt gzip" : "chunkDigest mismatch");
+				if (w && ci == w->chunk)
+					result = -EIO;
+				continue;
+			}
+			atomic_fetch_add(&l->chunks_fetched, 1);
+			r = lazy_cache_put(l->mgr->cache, &c->digest, out + c->inner_offset,
+			                   c->size);
+			if (r < 0)
+				log_debug_errno(r, "chunk cache: store chunk");
+			r = 0;
+			if (w && ci == w->chunk) {
+				memcpy(w->dst, out + c->inner_offset + w->off, w->len);
+				w->delivered = true;
+			}
+		}
+		p = q;
+	}
+	return result;
+}
+
+/* One Range request for [start, end), then decode it. */
+static int fetch_span(struct lazy_layer *l, uint64_t start, uint64_t end, struct want *w)
+{
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ uint8_t *buf = NULL;
+	int64_t n;
+	int r;
+
+	if (!inflight_claim(l, start, end))
+		return -EAGAIN;
+	buf = malloc(end - start);
+	if (!buf) {
+		inflight_release(l, start);
+		return -ENOMEM;
+	}
+	n = content_registry_read_range(l->mgr->registry, l->ref, &l->digest, start, end - start,
+	                                buf, &err);
+	atomic_fetch_add(&l->requests, 1);
+	if (n > 0)
+		atomic_fetch_add(&l->bytes_fetched, (uint64_t)n);
+	if (n >= 0 && (uint64_t)n != end - start)
+		n = -EBADMSG;
+	if (n < 0) {
+		inflight_release(l, start);
+		if (network_error((int)n))
+			atomic_store(&l->healthy, false);
+		log_warn("lazy layer %" PRIu64 ": fetch bytes %" PRIu64 "-%" PRIu64 ": %s", l->id,
+		         start, end - 1, err ? strata_error_message(err) : strerror((int)-n));
+		return -EIO;
+	}
+	atomic_store(&l->healthy, true);
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_debug("lazy layer %" PRIu64 ": fetched %" PRId64 " bytes at %" PRIu64
+		          " (layer total %" PRIuFAST64 ")",
+		          l->id, n, start, atomic_load(&l->bytes_fetched));
+	r = decode_span(l, buf, start, (size_t)(end - start), w);
+	inflight_release(l, start);
+	return r;
+}
+
+ssize_t lazy_layer_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *e = &toc->entries[idx];
+	size_t done = 0;
+
+	if (off >= e->size)
+		return 0;
+	len = (size_t)MIN((uint64_t)len, e->size - off);
+	for (unsigned tries = 0; done < len;) {
+		uint32_t ci = content_estargz_chunk_at(toc, idx, off + done);
+		const struct content_estargz_chunk *c;
+		struct want w;
+		uint64_t start, end;
+		ssize_t n;
+		int r;
+
+		if (ci == CONTENT_ESTARGZ_NONE)
+			return -EIO;
+		c = &toc->chunks[ci];
+		w = (struct want){
+		        .chunk = ci,
+		        .dst = (uint8_t *)buf + done,
+		        .off = off + done - c->file_offset,
+		};
+		w.len = (size_t)MIN((uint64_t)(len - done), c->size - w.off);
+		n = lazy_cache_read(l->mgr->cache, &c->digest, c->size, w.dst, w.len, w.off);
+		if (n == (ssize_t)w.len) {
+			atomic_fetch_add(&l->cache_hits, 1);
+			done += w.len;
+			tries = 0;
+			continue;
+		}
+		atomic_fetch_add(&l->cache_misses, 1);
+		/* Coalesce: this chunk's member and the following chunks of the
+		 * file this read also needs, while they are contiguous in the
+		 * blob and not cached. */
+		start = c->offset;
+		end = c->end;
+		for (uint32_t k = ci + 1; k < e->first_chunk + e->n_chunks; k++) {
+			const struct content_estargz_chunk *d = &toc->chunks[k];
+			if (d->file_offset >= off + len || d->offset != end ||
+			    d->end - start > READ_SPAN_MAX || lazy_cache_has(l->mgr->cache, &d->digest))
+				break;
+			end = d->end;
+		}
+		r = fetch_span(l, start, end, &w);
+		if (r == -EAGAIN && ++tries < 64)
+			continue; /* someone else fetched it: read the cache again */
+		if (r < 0)
+			return -EIO;
+		if (!w.delivered)
+			return -EIO;
+		done += w.len;
+		tries = 0;
+	}
+	return (ssize_t)done;
+}
+
+int lazy_layer_fetch_range(struct lazy_layer *l, uint64_t start, uint64_t end)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	uint32_t p = first_at(toc, start);
+	int result = 0;
+
+	while (p < toc->n_chunks && !atomic_load(&l->stopping)) {
+		uint64_t ps, pe = 0;
+		uint32_t q = p;
+
+		/* skip members already cached entirely */
+		while (q < toc->n_chunks) {
+			const struct content_estargz_chunk *c = &toc->chunks[toc->by_offset[q]];
+			if (c->offset >= end || !lazy_cache_has(l->mgr->cache, &c->digest))
+				break;
+			q++;
+		}
+		if (q >= toc->n_chunks || toc->chunks[toc->by_offset[q]].offset >= end)
+			break;
+		ps = toc->chunks[toc->by_offset[q]].offset;
+		for (p = q; p < toc->n_chunks; p++) {
+			const struct content_estargz_chunk *c = &toc->chunks[toc->by_offset[p]];
+			if (c->offset >= end || (c->end - ps > RANGE_PIECE_MAX && pe > ps))
+				break;
+			pe = MAX(pe, c->end);
+		}
+		int r = fetch_span(l, ps, pe, NULL);
+		if (r < 0 && r != -EAGAIN)
+			result = r;
+		if (r == -EIO && !atomic_load(&l->healthy))
+			break;
+	}
+	return result;
+}
+
+/* --- the helper thread ---------------------------------------------------- */
+
+/* Sleep ms unless the layer is stopping; false when it is. */
+static bool nap(struct lazy_layer *l, unsigned ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&l->lock);
+	while (!(stop = atomic_load(&l->stopping)))
+		if (pthread_cond_timedwait(&l->cond, &l->lock, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&l->lock);
+	return !stop && !atomic_load(&l->stopping);
+}
+
+bool lazy_layer_probe(struct lazy_layer *l)
+{
+	uint8_t b[CONTENT_ESTARGZ_LEGACY_FOOTER_SIZE];
+	int64_t n = content_registry_read_range(l->mgr->registry, l->ref, &l->digest,
+	                                        l->blob_size - sizeof(b), sizeof(b), b, NULL);
+	bool ok = n == (int64_t)sizeof(b);
+
+	atomic_store(&l->healthy, ok);
+	return ok;
+}
+
+static void *helper_main(void *userdata)
+{
+	struct lazy_layer *l = userdata;
+	const struct lazy_options *o = &l->mgr->opts;
+
+	/* low priority: this thread only works ahead of readers */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+	if (!atomic_load(&l->healthy)) {
+		while (!lazy_layer_probe(l)) {
+			log_debug("lazy layer %" PRIu64 ": registry still unreachable", l->id);
+			if (!nap(l, PROBE_RETRY_MS))
+				return NULL;
+		}
+		log_debug("lazy layer %" PRIu64 ": registry reachable again", l->id);
+	}
+	if (!o->no_prefetch && l->toc->prefetch_end > 0) {
+		uint64_t before = atomic_load(&l->bytes_fetched);
+		int r = lazy_layer_fetch_range(l, 0, l->toc->prefetch_end);
+		log_debug("lazy layer %" PRIu64 ": prefetched %" PRIu64 " bytes (%s)", l->id,
+		          (uint64_t)(atomic_load(&l->bytes_fetched) - before),
+		          r < 0 ? strerror(-r) : "ok");
+	}
+	if (o->no_background || !nap(l, o->bg_delay_ms))
+		return NULL;
+	for (uint64_t pos = l->toc->prefetch_end;
+	     pos < l->toc->toc_offset && !atomic_load(&l->stopping);) {
+		uint64_t next = MIN(pos + (1u << 20), l->toc->toc_offset);
+		int r = lazy_layer_fetch_range(l, pos, next);
+		if (r < 0 && !atomic_load(&l->healthy)) {
+			if (!nap(l, PROBE_RETRY_MS))
+				return NULL;
+			continue; /* retry the same piece */
+		}
+		pos = next;
+		if (!nap(l, 10))
+			return NULL;
+	}
+	log_debug("lazy layer %" PRIu64 ": background fetch done (%" PRIuFAST64 " bytes fetched)",
+	          l->id, atomic_load(&l->bytes_fetched));
+	return NULL;
+}
+
+/* --- layers and the manager ------------------------------------------------ */
+
+int lazy_layer_new(struct lazy_manager *m, uint64_t id, const char *ref,
+                   const struct strata_digest *digest, uint64_t blob_size,
+                   struct content_estargz_toc *toc, const char *mountpoint,
+                   struct lazy_layer **ret)
+{
+	struct lazy_layer *l = calloc(1, sizeof(*l));
+	int r;
+
+	if (!l)
+		return -ENOMEM;
+	l->mgr = m;
+	l->id = id;
+	l->digest = *digest;
+	l->blob_size = blob_size;
+	l->ref_str = strdup(ref);
+	l->mountpoint = strdup(mountpoint);
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	atomic_store(&l->healthy, true);
+	if (!l->ref_str || !l->mountpoint) {
+		lazy_layer_free(l);
+		return -ENOMEM;
+	}
+	r = content_ref_parse(ref, &l->ref, NULL);
+	if (r < 0) {
+		lazy_layer_free(l);
+		return r;
+	}
+	l->toc = toc; /* owned from here on */
+	*ret = l;
+	return 0;
+}
+
+struct lazy_layer *lazy_layer_free(struct lazy_layer *l)
+{
+	if (!l)
+		return NULL;
+	pthread_mutex_lock(&l->lock);
+	atomic_store(&l->stopping, true);
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	if (l->bg_running)
+		pthread_join(l->bg_thread, NULL);
+	lazy_fs_unmount(l);
+	content_estargz_toc_free(l->toc);
+	content_ref_free(l->ref);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->cond);
+	free(l->ref_str);
+	free(l->mountpoint);
+	free(l);
+	return NULL;
+}
+
+int lazy_layer_start(struct lazy_layer *l, struct strata_error **ret_err)
+{
+	struct lazy_manager *m = l->mgr;
+	struct lazy_layer **a;
+	int r;
+
+	r = lazy_fs_mount(l, ret_err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&m->lock);
+	a = realloc(m->layers, (m->n_layers + 1) * sizeof(*a));
+	if (a) {
+		m->layers = a;
+		m->layers[m->n_layers++] = l;
+		/* no longer broken, if it was */
+		for (size_t i = 0; i < m->n_broken; i++)
+			if (m->broken[i] == l->id)
+				m->broken[i] = m->broken[--m->n_broken];
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (!a) {
+		lazy_fs_unmount(l);
+		return -ENOMEM;
+	}
+	if (pthread_create(&l->bg_thread, NULL, helper_main, l) == 0)
+		l->bg_running = true;
+	return 0;
+}
+
+struct lazy_layer *lazy_manager_find(struct lazy_manager *m, uint64_t id)
+{
+	struct lazy_layer *l = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->n_layers; i++)
+		if (m->layers[i]->id == id)
+			l = m->layers[i];
+	pthread_mutex_unlock(&m->lock);
+	return l;
+}
+
+void lazy_manager_drop(struct lazy_manager *m, uint64_t id)
+{
+	struct lazy_layer *l = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->n_layers; i++)
+		if (m->layers[i]->id == id) {
+			l = m->layers[i];
+			m->layers[i] = m->layers[--m->n_layers];
+			break;
+		}
+	for (size_t i = 0; i < m->n_broken; i++)
+		if (m->broken[i] == id) {
+			m->broken[i] = m->broken[--m->n_broken];
+			break;
+		}
+	pthread_mutex_unlock(&m->lock);
+	lazy_layer_free(l);
+}
+
+int lazy_manager_new(const char *root, const struct lazy_options *opts,
+                     struct content_registry_client *registry, struct lazy_manager **ret,
+                     struct strata_error **ret_err)
+{
+	struct lazy_manager *m = calloc(1, sizeof(*m));
+	_cleanup_free_ char *dir = NULL;
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	m->opts = *opts;
+	if (!m->opts.cache_max_bytes)
+		m->opts.cache_max_bytes = 10ull << 30;
+	if (!m->opts.fuse_threads)
+		m->opts.fuse_threads = 8;
+	m->root = strdup(root);
+	if (!m->root || asprintf(&dir, "%s/cache/chunks", root) < 0) {
+		lazy_manager_free(m);
+		return -ENOMEM;
+	}
+	r = lazy_cache_open(dir, m->opts.cache_max_bytes, &m->cache);
+	if (r < 0) {
+		lazy_manager_free(m);
+		return strata_error_set_errno(ret_err, r, "open chunk cache \"%s\"", dir);
+	}
+	if (registry) {
+		m->registry = registry;
+	} else {
+		struct content_registry_options ro = {0};
+		r = content_registry_client_new(&ro, &m->registry, ret_err);
+		if (r < 0) {
+			lazy_manager_free(m);
+			return r;
+		}
+		m->own_registry = true;
+	}
+	*ret = m;
+	return 0;
+}
+
+struct lazy_manager *lazy_manager_free(struct lazy_manager *m)
+{
+	if (!m)
+		return NULL;
+	for (;;) {
+		struct lazy_layer *l = NULL;
+		pthread_mutex_lock(&m->lock);
+		if (m->n_layers)
+			l = m->layers[--m->n_layers];
+		pthread_mutex_unlock(&m->lock);
+		if (!l)
+			break;
+		lazy_layer_free(l);
+	}
+	free(m->layers);
+	free(m->broken);
+	lazy_cache_free(m->cache);
+	if (m->own_registry)
+		content_registry_client_free(m->registry);
+	pthread_mutex_destroy(&m->lock);
+	free(m->root);
+	free(m);
+	return NULL;
+}

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Remote snapshots: the decision in Prepare (serve this layer lazily, or let
+ * containerd pull it), the on-disk record that lets a restarted daemon
+ * remount it without the network, and the health check of Mounts/View.
+ *
+ * Every "no" is logged at info with its reason: images silently not pulled
+ * lazily are the first complaint of stargz users.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lazy-internal.h"
+
+#define LABEL_TARGET     "containerd.io/snapshot.ref"
+#define LABEL_REMOTE     "containerd.io/snapshot/remote"
+#define LABEL_CRI_REF    "containerd.io/snapshot/cri.image-ref"
+#define LABEL_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
+#define LABEL_SGZ_REF    "containerd.io/snapshot/remote/stargz.reference"
+#define LABEL_SGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
+
+static const char *label(const struct snap_label *labels, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (streq(labels[i].key, key))
+			return labels[i].value;
+	return NULL;
+}
+
+/* The layer's size and toc.digest annotation from the image's manifest
+ * (verified against the digest it resolved to). */
+static int resolve_layer(struct lazy_manager *m, const struct content_ref *ref,
+                         const struct strata_digest *layer, uint64_t *ret_size,
+                         char **ret_toc_digest, struct strata_error **ret_err)
+{
+	struct content_image_descriptor desc = {0};
+	_cleanup_(content_image_manifest_freep) struct content_image_manifest *man = NULL;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = content_registry_resolve(m->registry, ref, &desc, ret_err);
+	if (r < 0)
+		return r;
+	for (int depth = 0; depth < 2; depth++) {
+		enum content_media_kind k = content_image_media_kind(desc.media_type);
+		free(buf);
+		buf = NULL;
+		r = content_registry_fetch_manifest(m->registry, ref, &desc, &buf, &len, ret_err);
+		if (r < 0)
+			goto out;
+		if (k == CONTENT_MEDIA_INDEX) {
+			_cleanup_(content_image_index_freep) struct content_image_index *idx = NULL;
+			struct content_image_platform want = {0};
+			const struct content_image_descriptor *pick;
+
+			r = content_image_index_parse(buf, len, desc.media_type, &idx, ret_err);
+			if (r >= 0)
+				r = content_image_platform_default(&want);
+			if (r >= 0)
+				r = content_image_index_select(idx, &want, &pick, ret_err);
+			if (r >= 0) {
+				content_image_descriptor_done(&desc);
+				r = content_image_descriptor_copy(pick, &desc);
+			}
+			content_image_platform_done(&want);
+			if (r < 0)
+				goto out;
+			continue;
+		}
+		r = content_image_manifest_parse(buf, len, desc.media_type, &man, ret_err);
+		if (r < 0)
+			goto out;
+		break;
+	}
+	r = -ENOENT;
+	if (man)
+		for (size_t i = 0; i < man->n_layers; i++) {
+			const struct content_image_descriptor *d = &man->layers[i];
+			const char *t;
+
+			if (!strata_digest_equal(&d->digest, layer))
+				continue;
+			*ret_size = (uint64_t)d->size;
+			t = content_image_descriptor_annotation(d, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+			*ret_toc_digest = t ? strdup(t) : NULL;
+			r = 0;
+			break;
+		}
+	if (r == -ENOENT)
+		(void)strata_error_set(ret_err, r, "layer not found in the image's manifest");
+out:
+	content_image_descriptor_done(&desc);
+	return r;
+}
+
+static char *snap_dir(struct snap_store *s, uint64_t id, const char *name)
+{
+	char *p;
+	return asprintf(&p, "%s/%" PRIu64 "/%s", s->snapshots_dir, id, name) < 0 ? NULL : p;
+}
+
+static int write_file(struct snap_store *s, uint64_t id, const char *name, const void *data,
+                      size_t len)
+{
+	_cleanup_close_ int dfd = -1;
+	char d[24];
+
+	snprintf(d, sizeof(d), "%" PRIu64, id);
+	dfd = openat(s->snapshots_fd, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return negative_errno();
+	return path_write_file_atomic_at(dfd, name, data, len, 0600);
+}
+
+struct remote_record {
+	char ref[1024];
+	char digest[STRATA_DIGEST_STRING_MAX];
+	char toc_digest[STRATA_DIGEST_STRING_MAX];
+	uint64_t size, toc_offset;
+	bool unverified;
+};
+
+static int read_record(struct snap_store *s, uint64_t id, struct remote_record *rec)
+{
+	_cleanup_free_ char *buf = NULL;
+	char d[40];
+	int r;
+
+	snprintf(d, sizeof(d), "%" PRIu64 "/remote", id);
+	r = path_read_file_at(s->snapshots_fd, d, 8192, &buf, NULL);
+	if (r < 0)
+		return r;
+	*rec = (struct remote_record){0};
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		char *v = strchr(line, '=');
+		if (!v)
+			continue;
+		*v++ = '\0';
+		if (streq(line, "ref"))
+			snprintf(rec->ref, sizeof(rec->ref), "%s", v);
+		else if (streq(line, "digest"))
+			snprintf(rec->digest, sizeof(rec->digest), "%s", v);
+		else if (streq(line, "toc_digest"))
+			snprintf(rec->toc_digest, sizeof(rec->toc_digest), "%s", v);
+		else if (streq(line, "size"))
+			rec->size = strtoull(v, NULL, 10);
+		else if (streq(line, "toc_offset"))
+			rec->toc_offset = strtoull(v, NULL, 10);
+		else if (streq(line, "unverified"))
+			rec->unverified = streq(v, "1");
+	}
+	return rec->ref[0] && rec->digest[0] && rec->toc_digest[0] && rec->size ? 0 : -EBADMSG;
+}
+
+static void fallback(const char *what, const char *why, const struct strata_error *err)
+{
+	if (err)
+		log_info("layer %s: %s: %s: falling back to full pull", what, why,
+		         strata_error_message(err));
+	else
+		log_info("layer %s: %s: falling back to full pull", what, why);
+}
+
+int lazy_remote_prepare(struct snap_store *s, const char *key, const char *parent,
+                        const struct snap_label *labels, size_t n_labels,
+                        struct strata_error **ret_err)
+{
+	struct lazy_manager *m = s->lazy;
+	const char *target = label(labels, n_labels, LABEL_TARGET);
+	const char *ref_s = label(labels, n_labels, LABEL_CRI_REF);
+	const char *dig_s = label(labels, n_labels, LABEL_CRI_DIGEST);
+	const char *toc_s = label(labels, n_labels, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_(content_ref_freep) struct content_ref *ref = NULL;
+	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;
+	_cleanup_free_ char *json = NULL, *man_toc = NULL, *rec = NULL, *mp = NULL;
+	_cleanup_free_ struct snap_label *cl = NULL;
+	struct strata_digest digest, tocd;
+	struct snap_record existing = {0};
+	struct lazy_layer *l = NULL;
+	uint64_t size = 0, fetched = 0, id;
+	size_t json_len = 0;
+	bool verified = true;
+	int r;
+
+	if (!m || !target)
+		return 0;
+	if (!ref_s || !dig_s) {
+		ref_s = label(labels, n_labels, LABEL_SGZ_REF);
+		dig_s = label(labels, n_labels, LABEL_SGZ_DIGEST);
+	}
+	if (!ref_s || !dig_s) {
+		fallback(target, "no image reference and layer digest labels (cri.* or stargz.*)",
+		         NULL);
+		return 0;
+	}
+	if (strata_digest_parse(dig_s, &digest, NULL) < 0) {
+		fallback(dig_s, "bad layer digest label", NULL);
+		return 0;
+	}
+
+	/* The target may exist already (another namespace pulled this chain). */
+	r = snap_meta_get(s, target, &existing);
+	if (r == 0) {
+		bool same = existing.info.kind == SNAP_KIND_COMMITTED &&
+		            streq(strempty(existing.info.parent), strempty(parent)) &&
+		            snap_info_label(&existing.info, LABEL_REMOTE);
+		snap_record_done(&existing);
+		if (same)
+			return 1;
+		fallback(dig_s, "a different snapshot is already named by its chain ID", NULL);
+		return 0;
+	}
+
+	r = content_ref_parse(ref_s, &ref, &err);
+	if (r < 0) {
+		fallback(dig_s, "bad image reference", err);
+		return 0;
+	}
+	r = resolve_layer(m, ref, &digest, &size, &man_toc, &err);
+	if (r < 0) {
+		fallback(dig_s, "cannot resolve the layer", err);
+		return 0;
+	}
+	if (!toc_s)
+		toc_s = man_toc;
+	if (toc_s) {
+		if (strata_digest_parse(toc_s, &tocd, NULL) < 0) {
+			fallback(dig_s, "bad toc.digest annotation", NULL);
+			return 0;
+		}
+	} else if (!m->opts.allow_unverified) {
+		fallback(dig_s, "no toc.digest annotation: refusing unverified layer", NULL);
+		return 0;
+	} else {
+		verified = false;
+	}
+
+	r = content_estargz_open_remote(m->registry, ref, &digest, size, verified ? &tocd : NULL,
+	                                &toc, &json, &json_len, &fetched, &err);
+	if (r == -EMEDIUMTYPE) {
+		log_info("layer %s is not eStargz (no footer): falling back to full pull", dig_s);
+		return 0;
+	}
+	if (r == -EOPNOTSUPP) {
+		fallback(dig_s, "registry ignores Range", err);
+		return 0;
+	}
+	if (r < 0) {
+		fallback(dig_s, "cannot read its eStargz TOC", err);
+		return 0;
+	}
+	if (!verified)
+		(void)strata_sha256(json, json_len, &tocd);
+
+	/* Active snapshot -> remote record + TOC -> commit -> mount. */
+	r = snap_create(s, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, NULL, NULL, ret_err);
+	if (r < 0)
+		return r;
+	r = snap_get_id(s, key, &id, ret_err);
+	if (r < 0)
+		goto fail_key;
+	{
+		char ts[STRATA_DIGEST_STRING_MAX];
+		if (asprintf(&rec,
+		             "ref=%s\ndigest=%s\nsize=%" PRIu64 "\ntoc_digest=%s\ntoc_offset=%" PRIu64
+		             "\nunverified=%d\n",
+		             ref_s, dig_s, size, strata_digest_format(&tocd, ts), toc->toc_offset,
+		             !verified) < 0) {
+			r = -ENOMEM;
+			goto fail_key;
+		}
+	}
+	r = write_file(s, id, "toc.json", json, json_len);
+	if (r == 0)
+		r = write_file(s, id, "remote", rec, strlen(rec));
+	if (r < 0) {
+		(void)strata_error_set_errno(ret_err, r, "write remote layer record");
+		goto fail_key;
+	}
+	cl = calloc(n_labels + 1, sizeof(*cl));
+	if (!cl) {
+		r = -ENOMEM;
+		goto fail_key;
+	}
+	{
+		size_t n = 0;
+		for (size_t i = 0; i < n_labels; i++)
+			if (!streq(labels[i].key, LABEL_REMOTE))
+				cl[n++] = labels[i];
+		cl[n++] = (struct snap_label){.key = (char *)LABEL_REMOTE, .value = (char *)"strata"};
+		r = snap_commit(s, target, key, cl, n, &err);
+	}
+	if (r < 0) {
+		fallback(dig_s, "commit of the remote snapshot failed", err);
+		(void)snap_remove(s, key, NULL);
+		return 0;
+	}
+	mp = snap_dir(s, id, "fs");
+	if (!mp) {
+		r = -ENOMEM;
+		goto fail_target;
+	}
+	r = lazy_layer_new(m, id, ref_s, &digest, size, toc, mp, &l);
+	if (r < 0)
+		goto fail_target;
+	toc = NULL; /* the layer owns it */
+	r = lazy_layer_start(l, &err);
+	if (r < 0) {
+		lazy_layer_free(l);
+		goto fail_target;
+	}
+	log_info("layer %s: mounted lazily (eStargz, %" PRIu32 " entries, TOC %zu bytes in "
+	         "memory, %" PRIu64 " of %" PRIu64 " bytes fetched)",
+	         dig_s, l->toc->n_entries, content_estargz_toc_memory(l->toc), fetched, size);
+	atomic_fetch_add(&l->bytes_fetched, fetched);
+	return 1;
+
+fail_target:
+	fallback(dig_s, "mount failed", err);
+	(void)snap_remove(s, target, NULL);
+	return 0;
+fail_key:
+	(void)snap_remove(s, key, NULL);
+	return r;
+}
+
+/* Remount one remote snapshot from its record and local TOC. */
+static int remount(struct snap_store *s, const struct snap_record *sr, struct strata_error **ret_err)
+{
+	struct lazy_manager *m = s->lazy;
+	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;
+	_cleanup_free_ char *json = NULL, *mp = NULL;
+	struct remote_record rec;
+	struct strata_digest digest, tocd;
+	struct lazy_layer *l = NULL;
+	size_t json_len = 0;
+	char p[40];
+	int r;
+
+	r = read_record(s, sr->id, &rec);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "read its remote record");
+	if (strata_digest_parse(rec.digest, &digest, NULL) < 0 ||
+	    strata_digest_parse(rec.toc_digest, &tocd, NULL) < 0)
+		return strata_error_set(ret_err, -EBADMSG, "bad digests in its remote record");
+	snprintf(p, sizeof(p), "%" PRIu64 "/toc.json", sr->id);
+	r = path_read_file_at(s->snapshots_fd, p, CONTENT_ESTARGZ_TOC_MAX, &json, &json_len);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "read its TOC");
+	r = content_estargz_toc_parse(json, json_len, &tocd, rec.toc_offset, &toc, ret_err);
+	if (r < 0)
+		return r;
+	mp = snap_dir(s, sr->id, "fs");
+	if (!mp)
+		return -ENOMEM;
+	lazy_fs_force_unmount(mp);
+	r = lazy_layer_new(m, sr->id, rec.ref, &digest, rec.size, toc, mp, &l);
+	if (r < 0)
+		return r;
+	toc = NULL;
+	/* Unknown until the helper thread's probe answers: reads may still
+	 * succeed from the cache meanwhile. */
+	atomic_store(&l->healthy, false);
+	r = lazy_layer_start(l, ret_err);
+	if (r < 0) {
+		lazy_layer_free(l);
+		return r;
+	}
+	return 0;
+}
+
+int lazy_remote_remount_all(struct snap_store *s, struct strata_error **ret_err)
+{
+	struct lazy_manager *m = s->lazy;
+	struct snap_record *recs = NULL;
+	size_t n = 0, mounted = 0, failed = 0;
+	int r;
+
+	if (!m)
+		return 0;
+	r = snap_meta_list(s, &recs, &n);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "list snapshots");
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_error_ struct strata_error *err = NULL;
+
+		if (recs[i].info.kind != SNAP_KIND_COMMITTED ||
+		    !snap_info_label(&recs[i].info, LABEL_REMOTE) ||
+		    lazy_manager_find(m, recs[i].id))
+			continue;
+		r = remount(s, &recs[i], &err);
+		if (r < 0) {
+			failed++;
+			log_warn("remote snapshot \"%s\": cannot remount: %s (Mounts will answer "
+			         "Unavailable)",
+			         recs[i].info.name, strata_error_message(err));
+			pthread_mutex_lock(&m->lock);
+			uint64_t *a = realloc(m->broken, (m->n_broken + 1) * sizeof(*a));
+			if (a) {
+				m->broken = a;
+				m->broken[m->n_broken++] = recs[i].id;
+			}
+			pthread_mutex_unlock(&m->lock);
+			continue;
+		}
+		mounted++;
+	}
+	for (size_t i = 0; i < n; i++)
+		snap_record_done(&recs[i]);
+	free(recs);
+	if (mounted || failed)
+		log_info("remote snapshots: %zu remounted, %zu failed", mounted, failed);
+	return failed ? -EIO : 0;
+}
+
+int lazy_remote_check_chain(struct snap_store *s, const uint64_t *ids, size_t n,
+                            struct strata_error **ret_err)
+{
+	struct lazy_manager *m = s->lazy;
+
+	if (!m)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct lazy_layer *l;
+		bool broken = false;
+
+		pthread_mutex_lock(&m->lock);
+		for (size_t k = 0; k < m->n_broken; k++)
+			broken |= m->broken[k] == ids[i];
+		pthread_mutex_unlock(&m->lock);
+		if (broken)
+			return strata_error_set(ret_err, -EAGAIN,
+			                        "remote layer of snapshot id %" PRIu64
+			                        " is not mounted: unavailable",
+			                        ids[i]);
+		l = lazy_manager_find(m, ids[i]);
+		/* one synchronous probe: right after a restart the helper's
+		 * probe may not have answered yet */
+		if (l && !atomic_load(&l->healthy) && !lazy_layer_probe(l))
+			return strata_error_set(ret_err, -EAGAIN,
+			                        "remote layer %s (snapshot id %" PRIu64
+			                        "): registry unreachable: unavailable",
+			                        l->ref_str, ids[i]);
+	}
+	return 0;
+}
+
+int snap_store_remount_remote(struct snap_store *s, struct strata_error **ret_err)
+{
+	return lazy_remote_remount_all(s, ret_err);
+}
+
+int snap_lazy_stats(struct snap_store *s, const char *key, struct snap_lazy_stats *ret)
+{
+	struct lazy_layer *l;
+	uint64_t id;
+	int r;
+
+	if (!s->lazy)
+		return -ENOENT;
+	r = snap_get_id(s, key, &id, NULL);
+	if (r < 0)
+		return r;
+	l = lazy_manager_find(s->lazy, id);
+	if (!l)
+		return -ENOENT;
+	/* l stays valid: only Remove of this snapshot drops it */
+	*ret = (struct snap_lazy_stats){
+	        .bytes_fetched = atomic_load(&l->bytes_fetched),
+	        .requests = atomic_load(&l->requests),
+	        .chunks_fetched = atomic_load(&l->chunks_fetched),
+	        .cache_hits = atomic_load(&l->cache_hits),
+	        .cache_misses = atomic_load(&l->cache_misses),
+	        .verify_failures = atomic_load(&l->verify_failures),
+	        .toc_entries = l->toc->n_entries,
+	        .toc_memory = content_estargz_toc_memory(l->toc),
+	        .blob_size = l->blob_size,
+	        .healthy = atomic_load(&l->healthy),
+	};
+	return 0;
+}
+
+int snap_lazy_prune_cache(struct snap_store *s, uint64_t target)
+{
+	if (!s->lazy)
+		return 0;
+	return lazy_cache_evict(s->lazy->cache, target);
+}
