@@ -35,20 +35,50 @@ static int install_signals(bool on)
 	return sigaction(SIGPIPE, &ign, NULL) < 0 ? negative_errno() : 0;
 }
 
+/*
+ * [registry] config_path: containerd's certs.d directory (<dir>/<host>/
+ * hosts.toml), named like CRI's registry.config_path so a containerd host
+ * configuration can be shared. Absent: PROXY_IMAGES_HOSTS_DIR.
+ */
+static int registry_config_path(struct cli_ctx *ctx, const char **ret,
+                                struct strata_error **ret_err)
+{
+	struct toml_value *v = toml_get_path(ctx->config, "registry", "config_path", NULL);
+	int r;
+
+	*ret = NULL;
+	if (!v)
+		return 0;
+	r = toml_as_string(v, ret);
+	if (r < 0 || !**ret)
+		return strata_error_set(ret_err, -EINVAL,
+		                        "%s: registry.config_path must be a non-empty string",
+		                        ctx->config_path);
+	return 0;
+}
+
 static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 {
 	_cleanup_(strata_meta_closep) struct strata_meta *meta = NULL;
 	_cleanup_(content_store_closep) struct content_store *content = NULL;
+	/* Declared before snaps: lazy layers borrow it, so it is freed after. */
+	_cleanup_(content_registry_client_freep) struct content_registry_client *registry = NULL;
 	_cleanup_(snap_store_closep) struct snap_store *snaps = NULL;
 	_cleanup_(proxy_server_freep) struct proxy_server *server = NULL;
 	_cleanup_(proxy_images_freep) struct proxy_images *images = NULL;
 	_cleanup_free_ char *meta_dir = NULL;
 	struct proxy_server_config cfg = {.address = ctx->address};
+	struct proxy_images_options images_opts = {0};
+	struct content_registry_options registry_opts = {0};
+	struct snap_options snap_opts = {.userxattr = -1};
 	int r;
 
 	if (geteuid() != 0)
 		return strata_error_set(ret_err, -EPERM,
 		                        "must run as root: snapshots are overlay and FUSE mounts");
+	r = registry_config_path(ctx, &images_opts.hosts_dir, ret_err);
+	if (r < 0)
+		return r;
 	r = path_mkdir_p(ctx->root, 0711);
 	if (r < 0)
 		return strata_error_set_errno(ret_err, r, "create root \"%s\"", ctx->root);
@@ -59,8 +89,17 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 	r = strata_meta_open(meta_dir, NULL, &meta, ret_err);
 	if (r >= 0)
 		r = content_store_open(ctx->root, meta, NULL, &content, ret_err);
-	if (r >= 0)
-		r = snap_store_open(ctx->root, meta, NULL, &snaps, ret_err);
+	if (r >= 0) {
+		/* Lazy layers read the registry through the same host
+		 * configuration (mirrors, TLS, credentials) as pulls. */
+		registry_opts.hosts_dir =
+		        images_opts.hosts_dir ? images_opts.hosts_dir : PROXY_IMAGES_HOSTS_DIR;
+		r = content_registry_client_new(&registry_opts, &registry, ret_err);
+	}
+	if (r >= 0) {
+		snap_opts.registry = registry;
+		r = snap_store_open(ctx->root, meta, &snap_opts, &snaps, ret_err);
+	}
 	if (r >= 0)
 		r = proxy_server_new(&cfg, &server, ret_err);
 	if (r >= 0)
@@ -68,7 +107,7 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 	if (r >= 0)
 		r = proxy_content_register(server, content, ret_err);
 	if (r >= 0)
-		r = proxy_images_register(server, content, snaps, NULL, &images, ret_err);
+		r = proxy_images_register(server, content, snaps, &images_opts, &images, ret_err);
 	if (r < 0)
 		return r;
 
@@ -79,7 +118,9 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 		return strata_error_set_errno(ret_err, r, "install signal handlers");
 	}
 	(void)proxy_server_notify_ready();
-	log_info("strata serve ready: root=%s address=%s", ctx->root, ctx->address);
+	log_info("strata serve ready: root=%s address=%s registry hosts=%s", ctx->root,
+	         ctx->address,
+	         images_opts.hosts_dir ? images_opts.hosts_dir : PROXY_IMAGES_HOSTS_DIR);
 
 	r = proxy_server_run(server);
 

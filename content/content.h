@@ -44,6 +44,7 @@
 #include "error.h"
 #include "meta.h"
 #include "registry.h" /* the registry client and image formats, content/registry/ */
+#include "estargz.h" /* the eStargz footer and TOC reader */
 
 /* containerd's labels/validate.go: key + value at most 4096 bytes. */
 #define CONTENT_LABEL_MAX 4096
@@ -169,6 +170,24 @@ int content_writer_open(struct content_store *s, const char *ref, int64_t total,
  */
 int content_writer_write(struct content_writer *w, int64_t offset, const void *data, size_t len,
                          struct strata_error **ret_err);
+
+/*
+ * The same in two steps, for a server that answers a chunk before its bytes
+ * reach the file (and so overlaps the file write with receiving the next
+ * chunk). content_writer_stage() checks the offset as content_writer_write()
+ * does and hashes the bytes: from then on the writer's status, offset and
+ * digest include them. content_writer_flush() writes them to the ingest; data
+ * must stay valid and unchanged until then. One chunk may be staged at a
+ * time: write, stage and commit fail with -EBUSY until the flush. A failed
+ * flush rolls the writer back to before the stage (offset, hash, file) and
+ * returns the error; content_writer_close() drops a staged chunk the same way
+ * (the ingest keeps only what was flushed). Until the flush, content_status()
+ * and content_list_statuses() (which read the ingest on disk) do not count
+ * the staged bytes. Flush with nothing staged is a no-op.
+ */
+int content_writer_stage(struct content_writer *w, int64_t offset, const void *data, size_t len,
+                         struct strata_error **ret_err);
+int content_writer_flush(struct content_writer *w, struct strata_error **ret_err);
 
 /* Current state (ref is owned by the writer: do not free; other fields are
  * copies). */

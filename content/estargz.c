@@ -17,9 +17,9 @@
 #include "common.h"
 #include "estargz.h"
 
-#define TAIL_READ  (64u << 10)
-#define PATH_MAX_  4096
-#define DEPTH_MAX  512
+#define TAIL_READ      (64u << 10)
+#define PATH_MAX_      4096
+#define DEPTH_MAX      512
 #define TOC_MEMBER_MAX (64u << 20) /* compressed TOC member */
 
 /* --- footer --------------------------------------------------------------- */
@@ -65,8 +65,8 @@ int content_estargz_parse_footer(const void *tail, size_t len, uint64_t *ret_toc
 	if (len >= CONTENT_ESTARGZ_FOOTER_SIZE) {
 		const uint8_t *p = b + len - CONTENT_ESTARGZ_FOOTER_SIZE;
 		if (footer_frame_ok(p, CONTENT_ESTARGZ_FOOTER_SIZE, 26) && p[12] == 'S' &&
-		    p[13] == 'G' && (p[14] | p[15] << 8) == 22 && memcmp(p + 32, "STARGZ", 6) == 0 &&
-		    parse_hex16(p + 16, ret_toc_offset) == 0) {
+		    p[13] == 'G' && (p[14] | p[15] << 8) == 22 &&
+		    memcmp(p + 32, "STARGZ", 6) == 0 && parse_hex16(p + 16, ret_toc_offset) == 0) {
 			*ret_footer_size = CONTENT_ESTARGZ_FOOTER_SIZE;
 			return 0;
 		}
@@ -371,7 +371,7 @@ static struct tnode *add_node(struct compiler *c)
 static int type_from_string(const char *s)
 {
 	static const char *const names[] = {
-	        [NT_DIR] = "dir",    [NT_REG] = "reg",     [NT_SYMLINK] = "symlink",
+	        [NT_DIR] = "dir",           [NT_REG] = "reg",   [NT_SYMLINK] = "symlink",
 	        [NT_HARDLINK] = "hardlink", [NT_CHAR] = "char", [NT_BLOCK] = "block",
 	        [NT_FIFO] = "fifo",
 	};
@@ -447,7 +447,8 @@ static int collect(struct compiler *c, const json_t *entries)
 		if (streq(ts, "chunk")) {
 			if (last_reg_seq < 0 || !streq(last_reg_path, path))
 				return bad(c, -EBADMSG,
-				           "eStargz TOC chunk \"%s\" does not follow its file", name);
+				           "eStargz TOC chunk \"%s\" does not follow its file",
+				           name);
 			if (c->n_tchunks == c->cap_tchunks) {
 				size_t cap = c->cap_tchunks ? c->cap_tchunks * 2 : 256;
 				struct tchunk *a = realloc(c->tchunks, cap * sizeof(*a));
@@ -456,17 +457,16 @@ static int collect(struct compiler *c, const json_t *entries)
 				c->tchunks = a;
 				c->cap_tchunks = cap;
 			}
-			c->tchunks[c->n_tchunks++] =
-			        (struct tchunk){.node_seq = (uint32_t)last_reg_seq,
-			                       .ord = (uint32_t)i,
-			                       .j = e};
+			c->tchunks[c->n_tchunks++] = (struct tchunk){
+			        .node_seq = (uint32_t)last_reg_seq, .ord = (uint32_t)i, .j = e};
 			continue;
 		}
 		t = type_from_string(ts);
 		if (t < 0)
 			return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": unknown type", name);
 		if (c->n >= CONTENT_ESTARGZ_ENTRIES_MAX)
-			return strata_error_set(c->ret_err, -EFBIG, "eStargz TOC: too many entries");
+			return strata_error_set(c->ret_err, -EFBIG,
+			                        "eStargz TOC: too many entries");
 		if (streq(path, ".prefetch.landmark")) {
 			c->prefetch_end = (uint64_t)json_get_int(e, "offset", 0);
 			last_reg_seq = -1;
@@ -488,8 +488,8 @@ static int collect(struct compiler *c, const json_t *entries)
 			n->opaque = true;
 		} else if (strncmp(b, ".wh.", 4) == 0) {
 			memmove((char *)b, b + 4, strlen(b + 4) + 1);
-			if (!b[0])
-				return bad(c, -EINVAL, "eStargz TOC entry \"%s\": empty whiteout",
+			if (!b[0] || streq(b, ".") || streq(b, ".."))
+				return bad(c, -EINVAL, "eStargz TOC entry \"%s\": bad whiteout",
 				           name);
 			n->whiteout = true;
 			n->type = NT_CHAR;
@@ -597,8 +597,8 @@ static int link_parents(struct compiler *c)
 			p[0] = '\0';
 		pi = find_path(c, p);
 		if (pi < 0 || c->nodes[pi].type != NT_DIR || c->nodes[pi].whiteout)
-			return bad(c, -EINVAL, "eStargz TOC entry \"%s\": parent is not a directory",
-			           n->path);
+			return bad(c, -EINVAL,
+			           "eStargz TOC entry \"%s\": parent is not a directory", n->path);
 		n->parent = (uint32_t)pi;
 	}
 	/* depth: parents sort before children (prefix), so one pass suffices */
@@ -617,7 +617,8 @@ static int link_parents(struct compiler *c)
 static int cmp_bfs(const void *a, const void *b, void *userdata)
 {
 	const struct compiler *c = userdata;
-	const struct tnode *x = &c->nodes[*(const uint32_t *)a], *y = &c->nodes[*(const uint32_t *)b];
+	const struct tnode *x = &c->nodes[*(const uint32_t *)a],
+	                   *y = &c->nodes[*(const uint32_t *)b];
 
 	if (x->depth != y->depth)
 		return x->depth < y->depth ? -1 : 1;
@@ -731,7 +732,8 @@ static int cmp_u64(const void *a, const void *b)
 static int cmp_by_offset(const void *a, const void *b, void *userdata)
 {
 	const struct content_estargz_chunk *ch = userdata;
-	const struct content_estargz_chunk *x = &ch[*(const uint32_t *)a], *y = &ch[*(const uint32_t *)b];
+	const struct content_estargz_chunk *x = &ch[*(const uint32_t *)a],
+	                                   *y = &ch[*(const uint32_t *)b];
 
 	if (x->offset != y->offset)
 		return x->offset < y->offset ? -1 : 1;
@@ -798,10 +800,10 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
                       uint32_t idx, size_t *chunk_cap, size_t *xattr_cap)
 {
 	struct content_estargz_entry *e = &toc->entries[idx];
-	static const uint32_t fmt[] = {[NT_DIR] = S_IFDIR,    [NT_REG] = S_IFREG,
-	                               [NT_SYMLINK] = S_IFLNK, [NT_HARDLINK] = S_IFREG,
-	                               [NT_CHAR] = S_IFCHR,   [NT_BLOCK] = S_IFBLK,
-	                               [NT_FIFO] = S_IFIFO};
+	static const uint32_t fmt[] = {
+	        [NT_DIR] = S_IFDIR,      [NT_REG] = S_IFREG,  [NT_SYMLINK] = S_IFLNK,
+	        [NT_HARDLINK] = S_IFREG, [NT_CHAR] = S_IFCHR, [NT_BLOCK] = S_IFBLK,
+	        [NT_FIFO] = S_IFIFO};
 	const json_t *j = n->j;
 	int r;
 
@@ -858,7 +860,8 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 			/* bsearch finds any match: back up to the first */
 			while (tc && tc > c->tchunks && tc[-1].node_seq == n->seq)
 				tc--;
-			for (; tc && tc < c->tchunks + c->n_tchunks && tc->node_seq == n->seq; tc++) {
+			for (; tc && tc < c->tchunks + c->n_tchunks && tc->node_seq == n->seq;
+			     tc++) {
 				r = add_chunk(c, toc, chunk_cap, n, tc->j, idx, e->size);
 				if (r < 0)
 					return r;
@@ -892,10 +895,12 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 
 			if (!json_is_string(v) || b64decode(json_string_value(v), &val, &vl) < 0 ||
 			    vl > 65536 || !k[0] || strlen(k) > 255)
-				return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad xattr", n->path);
+				return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad xattr",
+				           n->path);
 			if (toc->n_xattrs == *xattr_cap) {
 				size_t nc = *xattr_cap ? *xattr_cap * 2 : 64;
-				struct content_estargz_xattr *a = realloc(toc->xattrs, nc * sizeof(*a));
+				struct content_estargz_xattr *a =
+				        realloc(toc->xattrs, nc * sizeof(*a));
 				if (!a)
 					return -ENOMEM;
 				toc->xattrs = a;
@@ -1004,12 +1009,14 @@ static int compile(struct compiler *c, const json_t *root, uint64_t toc_offset,
 			int64_t ti;
 
 			if (!ln || normalize(ln, &t) < 0)
-				return bad(c, -EINVAL, "eStargz TOC entry \"%s\": bad hardlink target",
+				return bad(c, -EINVAL,
+				           "eStargz TOC entry \"%s\": bad hardlink target",
 				           n->path);
 			ti = find_path(c, t);
 			if (ti < 0 || c->nodes[ti].type != NT_REG || c->nodes[ti].whiteout)
 				return bad(c, -EINVAL,
-				           "eStargz TOC entry \"%s\": hardlink target missing or not a "
+				           "eStargz TOC entry \"%s\": hardlink target missing or "
+				           "not a "
 				           "regular file",
 				           n->path);
 			e->flags |= CONTENT_ESTARGZ_HARDLINK;
@@ -1035,8 +1042,7 @@ static int compile(struct compiler *c, const json_t *root, uint64_t toc_offset,
 		ch->end = p && p + 1 < offs + n_offs ? p[1] : toc_offset;
 		toc->by_offset[k] = k;
 	}
-	qsort_r(toc->by_offset, toc->n_chunks, sizeof(*toc->by_offset), cmp_by_offset,
-	        toc->chunks);
+	qsort_r(toc->by_offset, toc->n_chunks, sizeof(*toc->by_offset), cmp_by_offset, toc->chunks);
 
 	/* shrink to fit: this is what stays in memory per layer */
 	if (toc->n_chunks) {
@@ -1074,10 +1080,10 @@ int content_estargz_toc_parse(const void *json, size_t len, const struct strata_
 		if (r < 0)
 			return r;
 		if (!strata_digest_equal(&got, expected))
-			return strata_error_set(ret_err, -EBADMSG,
-			                        "eStargz TOC digest %s does not match toc.digest %s",
-			                        strata_digest_format(&got, a),
-			                        strata_digest_format(expected, b));
+			return strata_error_set(
+			        ret_err, -EBADMSG,
+			        "eStargz TOC digest %s does not match toc.digest %s",
+			        strata_digest_format(&got, a), strata_digest_format(expected, b));
 	}
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
@@ -1147,8 +1153,7 @@ uint32_t content_estargz_resolve(const struct content_estargz_toc *toc, uint32_t
 	return idx;
 }
 
-uint32_t content_estargz_chunk_at(const struct content_estargz_toc *toc, uint32_t idx,
-                                  uint64_t off)
+uint32_t content_estargz_chunk_at(const struct content_estargz_toc *toc, uint32_t idx, uint64_t off)
 {
 	const struct content_estargz_entry *e = &toc->entries[idx];
 	uint32_t lo = e->first_chunk, hi = e->first_chunk + e->n_chunks;
@@ -1233,8 +1238,8 @@ int content_estargz_open_remote(struct content_registry_client *c, const struct 
 		                        ds);
 	member_len = blob_size - footer_size - toc_offset;
 	if (member_len > TOC_MEMBER_MAX)
-		return strata_error_set(ret_err, -EFBIG, "layer %s: TOC of %" PRIu64 " bytes",
-		                        ds, member_len);
+		return strata_error_set(ret_err, -EFBIG, "layer %s: TOC of %" PRIu64 " bytes", ds,
+		                        member_len);
 	member = malloc(member_len);
 	if (!member)
 		return -ENOMEM;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -47,7 +48,34 @@ struct content_writer {
 	int64_t writeback_offset;
 	bool done;      /* commit was attempted */
 	bool committed; /* ... and succeeded */
+
+	/* A staged chunk (content_writer_stage): hashed and counted in offset,
+	 * not known to be in the file before the flush. The data is the
+	 * caller's. staged_hasher is the hash before it, to roll back to if
+	 * the flush fails or never comes. */
+	const void *staged_data;
+	size_t staged_len;
+	struct strata_hasher *staged_hasher; /* non-NULL iff a chunk is staged */
+	int64_t staged_at;                   /* its offset in the file */
+	bool staged_posted;                  /* ... and handed to the flusher */
+
+	/* The flusher: a thread, started at the first large staged chunk, that
+	 * writes it while the owner hashes it and answers. One job at a time;
+	 * the owner waits for it in content_writer_flush() (or close). */
+	bool have_flusher;
+	pthread_t flusher;
+	pthread_mutex_t job_lock;
+	pthread_cond_t job_cond;
+	/* Protected by job_lock. */
+	enum { JOB_NONE, JOB_POSTED, JOB_DONE, JOB_QUIT } job;
+	int job_result;   /* of JOB_DONE: 0 or -errno from pwrite */
+	bool job_synced;  /* write-back was started up to the chunk's end */
+	int64_t job_wb;   /* writeback_offset when posted */
 };
+
+/* Chunks at least this big are written by the flusher, concurrently with
+ * hashing; smaller ones synchronously at flush. */
+#define FLUSHER_MIN (128u * 1024)
 
 static struct timespec ns_ts(int64_t ns)
 {
@@ -426,6 +454,8 @@ int content_writer_open(struct content_store *s, const char *ref, int64_t total,
 	w->s = s;
 	w->entry = e;
 	w->dir_fd = w->data_fd = -1;
+	pthread_mutex_init(&w->job_lock, NULL);
+	pthread_cond_init(&w->job_cond, NULL);
 	w->total = total;
 	if (expected) {
 		w->have_expected = true;
@@ -445,6 +475,8 @@ int content_writer_open(struct content_store *s, const char *ref, int64_t total,
 		safe_close(w->dir_fd);
 		safe_close(w->data_fd);
 		strata_hasher_free(w->hasher);
+		pthread_mutex_destroy(&w->job_lock);
+		pthread_cond_destroy(&w->job_cond);
 		free(w);
 		ref_unlock(s, e, NULL, 0);
 		return strata_error_set_errno(ret_err, r, "open ingest %s", ref);
@@ -453,13 +485,16 @@ int content_writer_open(struct content_store *s, const char *ref, int64_t total,
 	return 0;
 }
 
-int content_writer_write(struct content_writer *w, int64_t offset, const void *data, size_t len,
-                         struct strata_error **ret_err)
+/* Check offset (append, or 0 to start over) and truncate for a restart. */
+static int write_prepare(struct content_writer *w, int64_t offset, struct strata_error **ret_err)
 {
 	int r;
 
 	if (w->done)
 		return strata_error_set(ret_err, -EBADFD, "ref %s: writer already committed",
+		                        w->entry->ref);
+	if (w->staged_hasher)
+		return strata_error_set(ret_err, -EBUSY, "ref %s: a staged write is not flushed",
 		                        w->entry->ref);
 	if (offset < 0)
 		offset = w->offset;
@@ -479,25 +514,208 @@ int content_writer_write(struct content_writer *w, int64_t offset, const void *d
 		                        "write @%" PRId64 " must occur at current offset %" PRId64,
 		                        offset, w->offset);
 	}
-	if (len == 0)
+	return 0;
+}
+
+/* pwrite len bytes at `at` (the file's size), then start write-back of what
+ * accumulated since wb so the fsync at commit has little left to do. Touches
+ * nothing in w but the fd: the flusher runs it. 1 when write-back was
+ * started up to the end. */
+static int write_io(int fd, int64_t at, const void *data, size_t len, int64_t wb)
+{
+	int64_t end = at + (int64_t)len;
+	int r = loop_pwrite(fd, data, len, (uint64_t)at);
+
+	if (r < 0)
+		return r;
+	if (end - wb < WRITEBACK_CHUNK)
 		return 0;
-	r = loop_pwrite(w->data_fd, data, len, (uint64_t)w->offset);
+	(void)sync_file_range(fd, wb, end - wb, SYNC_FILE_RANGE_WRITE);
+	return 1;
+}
+
+/* Account for write_io()'s result r on the chunk [at, at + len). */
+static int write_done(struct content_writer *w, int64_t at, size_t len, int r,
+                      struct strata_error **ret_err)
+{
 	if (r < 0) {
 		/* keep the file equal to what was hashed */
-		(void)ftruncate(w->data_fd, w->offset);
+		(void)ftruncate(w->data_fd, at);
 		return strata_error_set_errno(ret_err, r, "write ingest %s", w->entry->ref);
 	}
+	(void)clock_gettime(CLOCK_REALTIME_COARSE, &w->updated_at);
+	if (r > 0)
+		w->writeback_offset = at + (int64_t)len;
+	return 0;
+}
+
+static int write_data(struct content_writer *w, int64_t at, const void *data, size_t len,
+                      struct strata_error **ret_err)
+{
+	return write_done(w, at, len, write_io(w->data_fd, at, data, len, w->writeback_offset),
+	                  ret_err);
+}
+
+static void *flusher_main(void *arg)
+{
+	struct content_writer *w = arg;
+
+	pthread_mutex_lock(&w->job_lock);
+	for (;;) {
+		while (w->job != JOB_POSTED && w->job != JOB_QUIT)
+			pthread_cond_wait(&w->job_cond, &w->job_lock);
+		if (w->job == JOB_QUIT)
+			break;
+		/* The owner leaves fd, the staged chunk and job_wb alone until
+		 * JOB_DONE. */
+		int64_t at = w->staged_at, wb = w->job_wb;
+		const void *data = w->staged_data;
+		size_t len = w->staged_len;
+		pthread_mutex_unlock(&w->job_lock);
+
+		int r = write_io(w->data_fd, at, data, len, wb);
+
+		pthread_mutex_lock(&w->job_lock);
+		w->job_result = MIN(r, 0);
+		w->job_synced = r > 0;
+		w->job = JOB_DONE;
+		pthread_cond_broadcast(&w->job_cond);
+	}
+	pthread_mutex_unlock(&w->job_lock);
+	return NULL;
+}
+
+/* Hand the staged chunk to the flusher (starting it if needed): false when
+ * it cannot run, and the flush then writes synchronously. */
+static bool flusher_post(struct content_writer *w)
+{
+	if (!w->have_flusher) {
+		sigset_t all, old;
+		int r;
+
+		/* Never a target for the daemon's signals. */
+		(void)sigfillset(&all);
+		(void)pthread_sigmask(SIG_SETMASK, &all, &old);
+		r = pthread_create(&w->flusher, NULL, flusher_main, w);
+		(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (r != 0)
+			return false;
+		w->have_flusher = true;
+	}
+	pthread_mutex_lock(&w->job_lock);
+	w->job_wb = w->writeback_offset;
+	w->job = JOB_POSTED;
+	pthread_cond_signal(&w->job_cond);
+	pthread_mutex_unlock(&w->job_lock);
+	return true;
+}
+
+/* Wait for the posted job; its write_io() result. */
+static int flusher_wait(struct content_writer *w)
+{
+	int r;
+
+	pthread_mutex_lock(&w->job_lock);
+	while (w->job == JOB_POSTED)
+		pthread_cond_wait(&w->job_cond, &w->job_lock);
+	r = w->job_result < 0 ? w->job_result : w->job_synced;
+	w->job = JOB_NONE;
+	pthread_mutex_unlock(&w->job_lock);
+	return r;
+}
+
+static void flusher_stop(struct content_writer *w)
+{
+	if (!w->have_flusher)
+		return;
+	pthread_mutex_lock(&w->job_lock);
+	w->job = JOB_QUIT;
+	pthread_cond_signal(&w->job_cond);
+	pthread_mutex_unlock(&w->job_lock);
+	(void)pthread_join(w->flusher, NULL);
+	w->have_flusher = false;
+}
+
+/*
+ * End the staged chunk: wait for its write (or, when not posted and keep,
+ * write it now). keep and the write succeeded: the chunk is in. Otherwise
+ * roll back to before the stage: hash, offset, and the file truncated back
+ * (the write may have landed). Returns the write's error, or 0.
+ */
+static int stage_finish(struct content_writer *w, bool keep, struct strata_error **ret_err)
+{
+	int64_t at = w->staged_at;
+	size_t len = w->staged_len;
+	int r = 0;
+
+	if (w->staged_posted)
+		r = flusher_wait(w);
+	else if (keep)
+		r = write_io(w->data_fd, at, w->staged_data, len, w->writeback_offset);
+	w->staged_posted = false;
+	w->staged_data = NULL;
+	w->staged_len = 0;
+	if (r < 0 || !keep) {
+		if (r < 0)
+			r = write_done(w, at, len, r, ret_err); /* truncates back */
+		else
+			(void)ftruncate(w->data_fd, at);
+		strata_hasher_free(w->hasher);
+		w->hasher = TAKE_PTR(w->staged_hasher);
+		w->offset = at;
+		return r;
+	}
+	w->staged_hasher = strata_hasher_free(w->staged_hasher);
+	return write_done(w, at, len, r, ret_err);
+}
+
+int content_writer_write(struct content_writer *w, int64_t offset, const void *data, size_t len,
+                         struct strata_error **ret_err)
+{
+	int r;
+
+	r = write_prepare(w, offset, ret_err);
+	if (r < 0 || len == 0)
+		return r;
+	r = write_data(w, w->offset, data, len, ret_err);
+	if (r < 0)
+		return r;
 	r = strata_hasher_update(w->hasher, data, len);
 	if (r < 0)
 		return strata_error_set_errno(ret_err, r, "hash ingest %s", w->entry->ref);
 	w->offset += (int64_t)len;
-	(void)clock_gettime(CLOCK_REALTIME_COARSE, &w->updated_at);
-	if (w->offset - w->writeback_offset >= WRITEBACK_CHUNK) {
-		(void)sync_file_range(w->data_fd, w->writeback_offset,
-		                      w->offset - w->writeback_offset, SYNC_FILE_RANGE_WRITE);
-		w->writeback_offset = w->offset;
-	}
 	return 0;
+}
+
+int content_writer_stage(struct content_writer *w, int64_t offset, const void *data, size_t len,
+                         struct strata_error **ret_err)
+{
+	int r;
+
+	r = write_prepare(w, offset, ret_err);
+	if (r < 0 || len == 0)
+		return r;
+	r = strata_hasher_dup(w->hasher, &w->staged_hasher);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "hash ingest %s", w->entry->ref);
+	w->staged_data = data;
+	w->staged_len = len;
+	w->staged_at = w->offset;
+	/* The file write runs while we hash. */
+	w->staged_posted = len >= FLUSHER_MIN && flusher_post(w);
+	r = strata_hasher_update(w->hasher, data, len);
+	if (r < 0) {
+		(void)stage_finish(w, false, NULL);
+		return strata_error_set_errno(ret_err, r, "hash ingest %s", w->entry->ref);
+	}
+	w->offset += (int64_t)len;
+	(void)clock_gettime(CLOCK_REALTIME_COARSE, &w->updated_at);
+	return 0;
+}
+
+int content_writer_flush(struct content_writer *w, struct strata_error **ret_err)
+{
+	return w->staged_hasher ? stage_finish(w, true, ret_err) : 0;
 }
 
 int content_writer_status(struct content_writer *w, struct content_status *ret)
@@ -589,6 +807,9 @@ int content_writer_commit(struct content_writer *w, int64_t size,
 	if (w->done)
 		return strata_error_set(ret_err, -EBADFD, "ref %s: writer already committed",
 		                        w->entry->ref);
+	if (w->staged_hasher)
+		return strata_error_set(ret_err, -EBUSY, "ref %s: a staged write is not flushed",
+		                        w->entry->ref);
 	w->done = true;
 
 	r = content_labels_copy(labels, n_labels, &info.labels, &info.n_labels);
@@ -660,6 +881,10 @@ struct content_writer *content_writer_close(struct content_writer *w)
 
 	if (!w)
 		return NULL;
+	/* Never flushed: the client was not told it is in, drop it. */
+	if (w->staged_hasher)
+		(void)stage_finish(w, false, NULL);
+	flusher_stop(w);
 	/* No fsync: an uncommitted ingest is only a cache of a download. */
 	safe_close(w->data_fd);
 	safe_close(w->dir_fd);
@@ -667,6 +892,8 @@ struct content_writer *content_writer_close(struct content_writer *w)
 		saved = TAKE_PTR(w->hasher);
 	ref_unlock(w->s, w->entry, saved, w->offset);
 	strata_hasher_free(w->hasher);
+	pthread_mutex_destroy(&w->job_lock);
+	pthread_cond_destroy(&w->job_cond);
 	free(w);
 	return NULL;
 }

@@ -256,8 +256,7 @@ int lazy_cache_evict(struct lazy_cache *c, uint64_t target)
 	return r;
 }
 
-int lazy_cache_put(struct lazy_cache *c, const struct strata_digest *d, const void *buf,
-                   size_t len)
+int lazy_cache_put(struct lazy_cache *c, const struct strata_digest *d, const void *buf, size_t len)
 {
 	_cleanup_close_ int fd = -1;
 	char name[68], tmp[96];

@@ -29,7 +29,7 @@
 
 #include "lazy-internal.h"
 
-#define TIMEOUT    (86400.0 * 365)
+#define TIMEOUT      (86400.0 * 365)
 #define OPAQUE_XATTR "trusted.overlay.opaque"
 
 static struct lazy_layer *layer_of(fuse_req_t req)
@@ -421,8 +421,7 @@ static void abort_connection(dev_t dev)
 
 	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor(dev));
 	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT &&
-	    access("/sys/fs/fuse/connections", F_OK) == 0 &&
+	if (fd < 0 && errno == ENOENT && access("/sys/fs/fuse/connections", F_OK) == 0 &&
 	    mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) == 0)
 		fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -454,6 +453,7 @@ int lazy_fs_mount(struct lazy_layer *l, struct strata_error **ret_err)
 	argv[2] = opts;
 	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
 	l->se = fuse_session_new(&args, &lazy_ops, sizeof(lazy_ops), l);
+	fuse_opt_free_args(&args);
 	if (!l->se)
 		return strata_error_set(ret_err, -EIO, "create FUSE session for \"%s\"",
 		                        l->mountpoint);
@@ -488,6 +488,10 @@ void lazy_fs_unmount(struct lazy_layer *l)
 	if (l->fuse_running)
 		pthread_join(l->fuse_thread, NULL);
 	l->fuse_running = false;
+	/* Frees libfuse's copy of the mountpoint; the connection is gone by
+	 * now, so it unmounts nothing (an aborted fd answers POLLERR). */
+	if (l->fuse_dev)
+		fuse_session_unmount(l->se);
 	fuse_session_destroy(l->se);
 	l->se = NULL;
 }

@@ -85,11 +85,11 @@ struct lazy_layer {
 };
 
 struct lazy_options {
-	bool allow_unverified;   /* serve layers without toc.digest */
-	bool no_prefetch;        /* skip the landmark prefetch at mount */
-	bool no_background;      /* skip fetching the rest in the background */
-	unsigned bg_delay_ms;    /* wait before the background fetch starts */
-	unsigned fuse_threads;   /* max FUSE worker threads per layer */
+	bool allow_unverified; /* serve layers without toc.digest */
+	bool no_prefetch;      /* skip the landmark prefetch at mount */
+	bool no_background;    /* skip fetching the rest in the background */
+	unsigned bg_delay_ms;  /* wait before the background fetch starts */
+	unsigned fuse_threads; /* max FUSE worker threads per layer */
 	uint64_t cache_max_bytes;
 };
 

@@ -125,7 +125,8 @@ static int decode_span(struct lazy_layer *l, const uint8_t *buf, uint64_t start,
 			uint32_t ci = toc->by_offset[k];
 			const struct content_estargz_chunk *c = &toc->chunks[ci];
 			struct strata_digest got;
-			bool ok = r == 0 && strata_sha256(out + c->inner_offset, c->size, &got) == 0 &&
+			bool ok = r == 0 &&
+			          strata_sha256(out + c->inner_offset, c->size, &got) == 0 &&
 			          strata_digest_equal(&got, &c->digest);
 
 			if (!ok) {
@@ -237,7 +238,8 @@ ssize_t lazy_layer_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t le
 		for (uint32_t k = ci + 1; k < e->first_chunk + e->n_chunks; k++) {
 			const struct content_estargz_chunk *d = &toc->chunks[k];
 			if (d->file_offset >= off + len || d->offset != end ||
-			    d->end - start > READ_SPAN_MAX || lazy_cache_has(l->mgr->cache, &d->digest))
+			    d->end - start > READ_SPAN_MAX ||
+			    lazy_cache_has(l->mgr->cache, &d->digest))
 				break;
 			end = d->end;
 		}
@@ -369,8 +371,7 @@ static void *helper_main(void *userdata)
 
 int lazy_layer_new(struct lazy_manager *m, uint64_t id, const char *ref,
                    const struct strata_digest *digest, uint64_t blob_size,
-                   struct content_estargz_toc *toc, const char *mountpoint,
-                   struct lazy_layer **ret)
+                   struct content_estargz_toc *toc, const char *mountpoint, struct lazy_layer **ret)
 {
 	struct lazy_layer *l = calloc(1, sizeof(*l));
 	int r;
@@ -498,6 +499,9 @@ int lazy_manager_new(const char *root, const struct lazy_options *opts,
 		m->opts.cache_max_bytes = 10ull << 30;
 	if (!m->opts.fuse_threads)
 		m->opts.fuse_threads = 8;
+	/* the background fetch waits for the start-up reads to be served */
+	if (!m->opts.bg_delay_ms)
+		m->opts.bg_delay_ms = 30000;
 	m->root = strdup(root);
 	if (!m->root || asprintf(&dir, "%s/cache/chunks", root) < 0) {
 		lazy_manager_free(m);

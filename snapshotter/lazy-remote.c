@@ -84,7 +84,8 @@ static int resolve_layer(struct lazy_manager *m, const struct content_ref *ref,
 			if (!strata_digest_equal(&d->digest, layer))
 				continue;
 			*ret_size = (uint64_t)d->size;
-			t = content_image_descriptor_annotation(d, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+			t = content_image_descriptor_annotation(d,
+			                                        CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
 			*ret_toc_digest = t ? strdup(t) : NULL;
 			r = 0;
 			break;
@@ -266,8 +267,8 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 	{
 		char ts[STRATA_DIGEST_STRING_MAX];
 		if (asprintf(&rec,
-		             "ref=%s\ndigest=%s\nsize=%" PRIu64 "\ntoc_digest=%s\ntoc_offset=%" PRIu64
-		             "\nunverified=%d\n",
+		             "ref=%s\ndigest=%s\nsize=%" PRIu64
+		             "\ntoc_digest=%s\ntoc_offset=%" PRIu64 "\nunverified=%d\n",
 		             ref_s, dig_s, size, strata_digest_format(&tocd, ts), toc->toc_offset,
 		             !verified) < 0) {
 			r = -ENOMEM;
@@ -291,7 +292,8 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		for (size_t i = 0; i < n_labels; i++)
 			if (!streq(labels[i].key, LABEL_REMOTE))
 				cl[n++] = labels[i];
-		cl[n++] = (struct snap_label){.key = (char *)LABEL_REMOTE, .value = (char *)"strata"};
+		cl[n++] =
+		        (struct snap_label){.key = (char *)LABEL_REMOTE, .value = (char *)"strata"};
 		r = snap_commit(s, target, key, cl, n, &err);
 	}
 	if (r < 0) {
@@ -329,7 +331,8 @@ fail_key:
 }
 
 /* Remount one remote snapshot from its record and local TOC. */
-static int remount(struct snap_store *s, const struct snap_record *sr, struct strata_error **ret_err)
+static int remount(struct snap_store *s, const struct snap_record *sr,
+                   struct strata_error **ret_err)
 {
 	struct lazy_manager *m = s->lazy;
 	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;

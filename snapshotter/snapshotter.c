@@ -335,19 +335,18 @@ int snap_prepare(struct snap_store *s, const char *key, const char *parent,
                  size_t *ret_n_mounts, struct strata_error **ret_err)
 {
 	if (s->lazy && snap_info_label(&(struct snap_info){.labels = (struct snap_label *)labels,
-	                                                    .n_labels = n_labels},
+	                                                   .n_labels = n_labels},
 	                               "containerd.io/snapshot.ref")) {
 		int r = lazy_remote_prepare(s, key, parent, labels, n_labels, ret_err);
 		if (r < 0)
 			return r;
 		if (r > 0)
-			return strata_error_set(ret_err, -EEXIST,
-			                        "target snapshot \"%s\": already exists",
-			                        snap_info_label(
-			                                &(struct snap_info){
-			                                        .labels = (struct snap_label *)labels,
-			                                        .n_labels = n_labels},
-			                                "containerd.io/snapshot.ref"));
+			return strata_error_set(
+			        ret_err, -EEXIST, "target snapshot \"%s\": already exists",
+			        snap_info_label(
+			                &(struct snap_info){.labels = (struct snap_label *)labels,
+			                                    .n_labels = n_labels},
+			                "containerd.io/snapshot.ref"));
 	}
 	return snap_create(s, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, ret_mounts,
 	                   ret_n_mounts, ret_err);

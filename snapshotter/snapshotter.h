@@ -90,11 +90,11 @@ struct snap_options {
 	/* Serve layers without a toc.digest label (their TOC is unverified,
 	 * so chunk digests prove nothing). Off by default. */
 	bool lazy_allow_unverified;
-	bool lazy_no_prefetch;   /* skip the .prefetch.landmark range at mount */
-	bool lazy_no_background; /* skip fetching the rest in the background */
-	unsigned lazy_bg_delay_ms;      /* before the background fetch; 0 = 0 */
-	unsigned lazy_fuse_threads;     /* per layer; 0 = 8 */
-	uint64_t lazy_cache_max_bytes;  /* chunk cache cap; 0 = 10 GiB */
+	bool lazy_no_prefetch;         /* skip the .prefetch.landmark range at mount */
+	bool lazy_no_background;       /* skip fetching the rest in the background */
+	unsigned lazy_bg_delay_ms;     /* before the background fetch; 0 = 30 s */
+	unsigned lazy_fuse_threads;    /* per layer; 0 = 8 */
+	uint64_t lazy_cache_max_bytes; /* chunk cache cap; 0 = 10 GiB */
 	/* Borrowed; must outlive the store. NULL: the store makes its own
 	 * (default options: plain HTTP for loopback registries only). */
 	struct content_registry_client *registry;
@@ -130,8 +130,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct snap_store *, snap_store_close)
 int snap_store_remount_remote(struct snap_store *s, struct strata_error **ret_err);
 
 struct snap_lazy_stats {
-	uint64_t bytes_fetched, requests, chunks_fetched, cache_hits, cache_misses,
-	        verify_failures;
+	uint64_t bytes_fetched, requests, chunks_fetched, cache_hits, cache_misses, verify_failures;
 	uint64_t toc_entries, toc_memory, blob_size;
 	bool healthy;
 };

@@ -65,7 +65,8 @@ static uint8_t *load(const char *name, const char *ext, size_t *ret_len)
 
 static void toc_digest(const char *name, struct strata_digest *d)
 {
-	const char *s = json_string_value(json_object_get(json_object_get(summary, name), "toc_digest"));
+	const char *s =
+	        json_string_value(json_object_get(json_object_get(summary, name), "toc_digest"));
 	assert_non_null(s);
 	assert_int_equal(strata_digest_parse(s, d, NULL), 0);
 }
@@ -144,11 +145,11 @@ static void test_valid(void **state)
 	assert_int_equal(toc->entries[i].gid, 1001);
 	i = find(toc, "etc/conf");
 	assert_int_equal(toc->entries[i].n_xattrs, 1);
-	assert_string_equal(
-	        content_estargz_str(toc, toc->xattrs[toc->entries[i].first_xattr].name),
-	        "user.note");
+	assert_string_equal(content_estargz_str(toc, toc->xattrs[toc->entries[i].first_xattr].name),
+	                    "user.note");
 	assert_memory_equal(
-	        content_estargz_str(toc, toc->xattrs[toc->entries[i].first_xattr].value), "lazy", 4);
+	        content_estargz_str(toc, toc->xattrs[toc->entries[i].first_xattr].value), "lazy",
+	        4);
 
 	/* whiteouts become what overlayfs expects */
 	i = find(toc, "etc/gone");
@@ -258,6 +259,8 @@ static void test_hostile(void **state)
 	        "0000000000000000000000000000000000000000000000000000000000000000\"}]}",
 	        "{\"version\":1,\"entries\":[{\"name\":\"/\",\"type\":\"reg\"}]}",
 	        "{\"version\":2,\"entries\":[]}",
+	        "{\"version\":1,\"entries\":[{\"name\":\"bin/.wh..\",\"type\":\"reg\"}]}",
+	        "{\"version\":1,\"entries\":[{\"name\":\"bin/.wh...\",\"type\":\"reg\"}]}",
 	        "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"socket\"}]}",
 	};
 
@@ -307,9 +310,9 @@ static void test_truncated(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_valid),        cmocka_unit_test(test_legacy_footer),
+	        cmocka_unit_test(test_valid),         cmocka_unit_test(test_legacy_footer),
 	        cmocka_unit_test(test_deterministic), cmocka_unit_test(test_wrong_digest),
-	        cmocka_unit_test(test_hostile),      cmocka_unit_test(test_truncated),
+	        cmocka_unit_test(test_hostile),       cmocka_unit_test(test_truncated),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -63,6 +63,7 @@ static int start_registry(void)
 	port = atoi(line);
 	if (!fgets(line, sizeof(line), f))
 		return -1;
+	json_decref(summary);
 	summary = json_loads(line, 0, NULL);
 	fclose(f);
 	return summary && port > 0 ? 0 : -1;
@@ -140,14 +141,14 @@ static int prepare(const char *layer, const char *repo, const char *chain, const
 	snprintf(ref, sizeof(ref), "127.0.0.1:%d/%s/img:v1", port, repo);
 	snprintf(key, sizeof(key), "default/1/extract-%s %s", repo, chain);
 	labels[nl++] = (struct snap_label){(char *)"containerd.io/snapshot.ref", (char *)chain};
-	labels[nl++] = (struct snap_label){(char *)"containerd.io/snapshot/remote/stargz.reference",
-	                                   ref};
+	labels[nl++] =
+	        (struct snap_label){(char *)"containerd.io/snapshot/remote/stargz.reference", ref};
 	labels[nl++] = (struct snap_label){(char *)"containerd.io/snapshot/remote/stargz.digest",
 	                                   (char *)sum(layer, "digest")};
 	if (with_toc && sum(layer, "toc_digest"))
-		labels[nl++] = (struct snap_label){
-		        (char *)"containerd.io/snapshot/stargz/toc.digest",
-		        (char *)sum(layer, "toc_digest")};
+		labels[nl++] =
+		        (struct snap_label){(char *)"containerd.io/snapshot/stargz/toc.digest",
+		                            (char *)sum(layer, "toc_digest")};
 	return snap_prepare(store, key, parent, labels, nl, mounts, n, NULL);
 }
 
@@ -210,9 +211,10 @@ static void test_remote_prepare_and_read(void **state)
 	assert_int_equal(len, 18);
 	assert_memory_equal(data, "hello, lazy world\n", 18);
 	/* only the tail (footer+TOC) and a few chunks so far */
-	assert_true(registry_bytes() - before < (uint64_t)json_integer_value(json_object_get(
-	                                                json_object_get(summary, "valid"), "size")) /
-	                                                2);
+	assert_true(registry_bytes() - before <
+	            (uint64_t)json_integer_value(
+	                    json_object_get(json_object_get(summary, "valid"), "size")) /
+	                    2);
 
 	big = fs_path("chain-valid", "bin/big");
 	free(data);
@@ -220,9 +222,10 @@ static void test_remote_prepare_and_read(void **state)
 	read_file(big, &data, &len);
 	assert_int_equal(len, 300 << 10);
 	assert_int_equal(strata_sha256(data, len, &d), 0);
-	assert_int_equal(strata_digest_parse(json_string_value(json_object_get(summary, "big_digest")),
-	                                     &want, NULL),
-	                 0);
+	assert_int_equal(
+	        strata_digest_parse(json_string_value(json_object_get(summary, "big_digest")),
+	                            &want, NULL),
+	        0);
 	assert_true(strata_digest_equal(&d, &want));
 
 	/* attributes from the TOC */
@@ -346,9 +349,8 @@ static void test_fallbacks(void **state)
 	snap_mounts_free(m, n);
 	assert_int_equal(snap_stat(store, "chain-plain", &info, NULL), -ENOENT);
 	/* a registry that ignores Range */
-	assert_int_equal(prepare("valid", "norangevalid", "chain-norange", "chain-valid", true, &m,
-	                         &n),
-	                 0);
+	assert_int_equal(
+	        prepare("valid", "norangevalid", "chain-norange", "chain-valid", true, &m, &n), 0);
 	snap_mounts_free(m, n);
 	/* a TOC that leaves the layer */
 	assert_int_equal(prepare("hostile", "hostile", "chain-hostile", "", true, &m, &n), 0);
