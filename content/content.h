@@ -44,7 +44,7 @@
 #include "error.h"
 #include "meta.h"
 #include "registry.h" /* the registry client and image formats, content/registry/ */
-#include "estargz.h" /* the eStargz footer and TOC reader */
+#include "estargz.h"  /* the eStargz footer and TOC reader */
 
 /* containerd's labels/validate.go: key + value at most 4096 bytes. */
 #define CONTENT_LABEL_MAX 4096
