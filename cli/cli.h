@@ -60,6 +60,7 @@ int cmd_pull(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_images(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_rmi(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_prune(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_snapshots(struct cli_ctx *ctx, int argc, char **argv);
 /* Containers: runtime/ in this process, snapshots from the daemon. */
 int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_ps(struct cli_ctx *ctx, int argc, char **argv);
@@ -67,3 +68,5 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_kill(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(struct cli_ctx *ctx, int argc, char **argv);
+/* Image conversion, in this process: content/convert.c. */
+int cmd_convert(struct cli_ctx *ctx, int argc, char **argv);

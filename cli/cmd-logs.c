@@ -85,7 +85,8 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 		for (;;) {
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			/* Ask the shim at most 5 times a second. */
-			if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >=
+			if ((now.tv_sec - last.tv_sec) * 1000 +
+			            (now.tv_nsec - last.tv_nsec) / 1000000 >=
 			    200) {
 				last = now;
 				if (!still_running(c)) {

@@ -1,16 +1,59 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * strata prune [--dry-run]: Images/Prune removes the blobs and snapshots no
- * image references, and we list them with the bytes reclaimed.
+ * strata prune [--dry-run] [--cache[=KEEP]]: Images/Prune removes the blobs
+ * and snapshots no image references, and we list them with the bytes
+ * reclaimed. --cache also evicts the lazy layers' chunk cache (down to KEEP
+ * bytes, default nothing), least recently used first.
  */
 #include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
 
 #include "progress.h"
 
+/* "123", "64k", "512M", "2G" (powers of 1024). */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end = NULL;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && !(streq(end + 1, "B") || streq(end + 1, "iB")))
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
 int cmd_prune(struct cli_ctx *ctx, int argc, char **argv)
 {
+	enum { OPT_CACHE = 0x100 };
 	static const struct option opts[] = {
 	        {"dry-run", no_argument, NULL, 'n'},
+	        {"cache", optional_argument, NULL, OPT_CACHE},
 	        {0},
 	};
 	Strata__Images__V1__PruneRequest req = STRATA__IMAGES__V1__PRUNE_REQUEST__INIT;
@@ -27,8 +70,16 @@ int cmd_prune(struct cli_ctx *ctx, int argc, char **argv)
 		case 'n':
 			req.dry_run = true;
 			break;
+		case OPT_CACHE:
+			req.cache = true;
+			if (optarg && parse_size(optarg, &req.cache_keep_bytes) < 0)
+				return cli_usage_error("prune",
+				                       "--cache=%s: want a size in bytes (k, M, G "
+				                       "suffixes)",
+				                       optarg);
+			break;
 		default:
-			if (optopt)
+			if (optopt && optopt < 0x100)
 				return cli_usage_error(
 				        "prune", "unknown or incomplete option '-%c'", optopt);
 			return cli_usage_error("prune", "unknown or incomplete option '%s'",
@@ -58,6 +109,13 @@ int cmd_prune(struct cli_ctx *ctx, int argc, char **argv)
 	       resp->n_removed_snapshots == 1 ? "" : "s",
 	       req.dry_run ? "would reclaim" : "reclaimed",
 	       cli_format_size(resp->reclaimed_bytes, size, sizeof(size)));
+	if (req.cache) {
+		char before[16], after[16];
+
+		printf("chunk cache: %s -> %s\n",
+		       cli_format_size(resp->cache_bytes_before, before, sizeof(before)),
+		       cli_format_size(resp->cache_bytes_after, after, sizeof(after)));
+	}
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return EXIT_OK;
 }

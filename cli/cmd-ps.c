@@ -71,7 +71,8 @@ static const char *status_text(const struct row *r, int64_t now, char *buf, size
 		size_t l = strlen(age);
 		if (l > 4 && streq(age + l - 4, " ago"))
 			age[l - 4] = '\0';
-		snprintf(buf, n, "Up %s%s", streq(age, "Less than a second") ? "less than a second" : age,
+		snprintf(buf, n, "Up %s%s",
+		         streq(age, "Less than a second") ? "less than a second" : age,
 		         i->status == RT_TASK_RUNNING ? "" : " (Paused)");
 	} else {
 		snprintf(buf, n, "Unknown");
@@ -106,9 +107,9 @@ static json_t *row_json(const struct row *r, int64_t now)
 	if (i->shim_alive && i->status == RT_TASK_STOPPED) {
 		json_object_set_new(o, "exit_code", json_integer(i->exit_code));
 		json_object_set_new(o, "exited_at",
-		                    i->exited_at > 0
-		                            ? json_string(cli_format_time(i->exited_at, 0, t, sizeof(t)))
-		                            : json_null());
+		                    i->exited_at > 0 ? json_string(cli_format_time(i->exited_at, 0,
+		                                                                   t, sizeof(t)))
+		                                     : json_null());
 	} else {
 		json_object_set_new(o, "exit_code", json_null());
 		json_object_set_new(o, "exited_at", json_null());

@@ -193,6 +193,11 @@ int cmd_pull(struct cli_ctx *ctx, int argc, char **argv)
 	if (r < 0) {
 		if (st.image)
 			protobuf_c_message_free_unpacked(&st.image->base, NULL);
+		/* The daemon's message starts "pull REF: "; "strata: pull: " says
+		 * the verb already. */
+		if (err && strncmp(strata_error_message(err), "pull ", 5) == 0 &&
+		    strstr(strata_error_message(err), req.ref))
+			return cli_fail("pull", "%s", strata_error_message(err) + 5);
 		return cli_fail_ref("pull", req.ref, err);
 	}
 

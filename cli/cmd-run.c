@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <termios.h>
+#include <time.h>
 
 #include "daemon.h"
 #include "progress.h"
@@ -222,10 +223,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_RUNTIME_BINARY:
 			if (!*optarg || strchr(optarg, '/'))
-				return cli_usage_error("run",
-				                       "--runtime-binary \"%s\": a name such as runc "
-				                       "or crun, looked up in PATH",
-				                       optarg);
+				return cli_usage_error(
+				        "run",
+				        "--runtime-binary \"%s\": a name such as runc "
+				        "or crun, looked up in PATH",
+				        optarg);
 			o->runtime_binary = optarg;
 			break;
 		case OPT_PLAIN_HTTP:
@@ -294,7 +296,8 @@ static int image_get(struct proxy_client *client, const char *ref,
 	if (!(*ret)->image) {
 		protobuf_c_message_free_unpacked(resp, NULL);
 		*ret = NULL;
-		return strata_error_set(ret_err, -EPROTO, "the daemon answered Get without an image");
+		return strata_error_set(ret_err, -EPROTO,
+		                        "the daemon answered Get without an image");
 	}
 	return 0;
 }
@@ -311,8 +314,8 @@ static int image_pull(struct proxy_client *client, const struct run_opts *o,
 	req.plain_http = o->plain_http;
 	req.platform = (char *)(o->platform ? o->platform : "");
 	req.lazy = STRATA__IMAGES__V1__LAZY_MODE__LAZY_AUTO;
-	progress = cli_progress_new(stderr, isatty(STDERR_FILENO) ? CLI_PROGRESS_TTY
-	                                                          : CLI_PROGRESS_QUIET);
+	progress = cli_progress_new(stderr,
+	                            isatty(STDERR_FILENO) ? CLI_PROGRESS_TTY : CLI_PROGRESS_QUIET);
 	if (!progress)
 		return -ENOMEM;
 	st.progress = progress;
@@ -336,10 +339,10 @@ static int snapshot_prepare(struct proxy_client *client, const char *key, const 
 	req.snapshotter = (char *)"strata";
 	req.key = (char *)key;
 	req.parent = (char *)parent;
-	r = proxy_client_unary(client, "/containerd.services.snapshots.v1.Snapshots/Prepare",
-	                       &req.base,
-	                       &containerd__services__snapshots__v1__prepare_snapshot_response__descriptor,
-	                       &resp, 60000, ret_err);
+	r = proxy_client_unary(
+	        client, "/containerd.services.snapshots.v1.Snapshots/Prepare", &req.base,
+	        &containerd__services__snapshots__v1__prepare_snapshot_response__descriptor, &resp,
+	        60000, ret_err);
 	if (r < 0)
 		return strata_error_prefix(ret_err, r, "prepare snapshot %s", key);
 	*ret = (Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *)resp;
@@ -465,6 +468,21 @@ static void terminal_restore(void)
 
 /* --- run --------------------------------------------------------------------------- */
 
+/* Phase timings at debug level: where a run's time goes (bench/run). */
+static int64_t t_start;
+
+static int64_t elapsed_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	if (!t_start)
+		t_start = now;
+	return now - t_start;
+}
+
+#define phase(what) log_debug("run: %s at %.1f ms", what, (double)elapsed_us() / 1000.0)
+
 static char *random_id(void)
 {
 	uint8_t b[32];
@@ -521,6 +539,7 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	bool snapshot_made = false, fwd_started = false;
 	int code = EXIT_ERROR, r;
 
+	phase("start");
 	/* Fail before any work when the runtime cannot run at all. */
 	{
 		_cleanup_free_ char *shim = NULL, *runtime = NULL;
@@ -542,6 +561,7 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	if (r < 0)
 		return cli_fail("run", "%s", strata_error_message(err));
 
+	phase("connected");
 	r = image_get(client, o->ref, &img, &err);
 	if (r == -ENOENT) {
 		strata_error_free(err);
@@ -576,6 +596,7 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		goto out;
 	}
 	snapshot_made = true;
+	phase("snapshot prepared");
 	mounts = calloc(prep->n_mounts + 1, sizeof(*mounts));
 	if (!mounts) {
 		code = cli_fail("run", "out of memory");
@@ -633,7 +654,9 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		code = cli_fail("run", "install signal handlers: %m");
 		goto out;
 	}
+	phase("image and snapshot ready");
 	r = rt_container_create(&cfg, &c, &err);
+	phase("created");
 	if (r < 0) {
 		/* The runtime names what is missing and how to get it: verbatim. */
 		code = cli_fail("run", "%s", strata_error_message(err));
@@ -668,7 +691,9 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		fwd_started = true;
 	if (o->tty)
 		resize(&fwd);
+	phase("started");
 	r = rt_container_wait(c, &code, &err);
+	phase("exited");
 	terminal_restore();
 	if (fwd_started) {
 		(void)!write(fwd.stop_fd[1], "x", 1);
@@ -687,6 +712,7 @@ remove:
 	strata_error_free(err);
 	err = NULL;
 	r = rt_container_delete(c, true, &err);
+	phase("deleted");
 	if (r < 0) {
 		/* Its rootfs may still be mounted on the snapshot: keep both. */
 		(void)cli_fail("run", "%s", strata_error_message(err));
@@ -705,6 +731,7 @@ out:
 				code = EXIT_ERROR;
 		}
 	}
+	phase("done");
 	if (!o->detach && sig_pipe[0] >= 0) {
 		signals_restore();
 		sig_pipe[0] = safe_close(sig_pipe[0]);

@@ -4,11 +4,13 @@
  * store and the snapshotter under --root, serves them (and Health) on
  * --address, and runs until SIGTERM/SIGINT, which drains in-flight calls.
  */
+#include <getopt.h>
 #include <signal.h>
 #include <sys/stat.h>
 
 #include "cli.h"
 #include "content.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "snapshotter.h"
 
@@ -57,7 +59,11 @@ static int registry_config_path(struct cli_ctx *ctx, const char **ret,
 	return 0;
 }
 
-static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
+struct serve_opts {
+	const char *metrics_address; /* NULL: no metrics endpoint */
+};
+
+static int serve(struct cli_ctx *ctx, const struct serve_opts *o, struct strata_error **ret_err)
 {
 	_cleanup_(strata_meta_closep) struct strata_meta *meta = NULL;
 	_cleanup_(content_store_closep) struct content_store *content = NULL;
@@ -66,6 +72,8 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 	_cleanup_(snap_store_closep) struct snap_store *snaps = NULL;
 	_cleanup_(proxy_server_freep) struct proxy_server *server = NULL;
 	_cleanup_(proxy_images_freep) struct proxy_images *images = NULL;
+	/* After snaps and content: stopped before them. */
+	_cleanup_(proxy_metrics_stopp) struct proxy_metrics *metrics = NULL;
 	_cleanup_free_ char *meta_dir = NULL;
 	struct proxy_server_config cfg = {.address = ctx->address};
 	struct proxy_images_options images_opts = {0};
@@ -108,6 +116,11 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 		r = proxy_content_register(server, content, ret_err);
 	if (r >= 0)
 		r = proxy_images_register(server, content, snaps, &images_opts, &images, ret_err);
+	if (r >= 0 && o->metrics_address)
+		r = proxy_metrics_start(
+		        &(struct proxy_metrics_config){
+		                .address = o->metrics_address, .snaps = snaps, .content = content},
+		        &metrics, ret_err);
 	if (r < 0)
 		return r;
 
@@ -134,11 +147,33 @@ static int serve(struct cli_ctx *ctx, struct strata_error **ret_err)
 
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
+	enum { OPT_METRICS = 0x100 };
+	static const struct option opts[] = {
+	        {"metrics-address", required_argument, NULL, OPT_METRICS},
+	        {0},
+	};
 	_cleanup_error_ struct strata_error *err = NULL;
+	struct serve_opts o = {0};
+	int c;
 
-	if (argc > 1)
-		return cli_usage_error("serve", "unknown argument \"%s\"", argv[1]);
-	if (serve(ctx, &err) < 0) {
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_METRICS:
+			if (!*optarg)
+				return cli_usage_error("serve",
+				                       "--metrics-address needs HOST:PORT");
+			o.metrics_address = optarg;
+			break;
+		default:
+			return cli_usage_error("serve", "unknown or incomplete option '%s'",
+			                       argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("serve", "unknown argument \"%s\"", argv[optind]);
+	if (serve(ctx, &o, &err) < 0) {
 		log_error("%s", strata_error_message(err));
 		return EXIT_ERROR;
 	}

@@ -4,9 +4,11 @@
 
 static const struct cli_command commands[] = {
         {"serve", "Run the Strata daemon in the foreground",
-         "serve\n\n"
+         "serve [--metrics-address HOST:PORT]\n\n"
          "Serves containerd's Snapshots and Content services and Strata's own\n"
-         "Images service on --address. SIGTERM drains in-flight calls and exits 0.",
+         "Images service on --address. SIGTERM drains in-flight calls and exits 0.\n"
+         "  --metrics-address HOST:PORT   serve Prometheus metrics (GET /metrics)\n"
+         "                   there; off by default",
          cmd_serve},
         {"pull", "Pull an image from a registry",
          "pull [--plain-http] [--platform P] [--lazy|--no-lazy] [--user USER[:PASS]] [--quiet] "
@@ -76,19 +78,44 @@ static const struct cli_command commands[] = {
          cmd_rm},
         {"exec", "Run a command in a running container", "exec [-i] [-t] ID CMD...", NULL},
         {"convert", "Convert an image to eStargz",
-         "convert --estargz [--chunk-size N] [--prefetch-files FILE] [--plain-http] SRC DST\n\n"
-         "SRC and DST are registry references or OCI layouts (oci:DIR[:TAG]).",
-         NULL},
-        {"snapshots", "Inspect and remove snapshots", "snapshots ls|info KEY|usage [KEY]|rm KEY...",
-         NULL},
+         "convert --estargz [--chunk-size N] [--prefetch-files FILE] [--plain-http]\n"
+         "               [--compression-level L] [--threads N] [--jobs N] [--user U:P] [-q]\n"
+         "               SRC DST\n\n"
+         "SRC and DST are registry references or OCI layouts (oci:DIR[:TAG]); every\n"
+         "platform of an index is converted. Runs here: no daemon needed. Nothing is\n"
+         "written or pushed unless every layer converted.\n"
+         "  --chunk-size N   file bytes per gzip member (default 4M)\n"
+         "  --prefetch-files FILE  paths (one a line) placed before .prefetch.landmark\n"
+         "  --plain-http     use HTTP (implied for localhost and 127.0.0.1)\n"
+         "  --compression-level L  gzip level 1-12 (default 9)\n"
+         "  --threads N      compression threads per layer (default: CPUs)\n"
+         "  --jobs N         layers converted at once (default 2)\n"
+         "  --user U:P       registry credentials\n"
+         "  -q, --quiet      print only the new manifest or index digest",
+         cmd_convert},
+        {"snapshots", "Inspect and remove snapshots",
+         "snapshots ls [--json] [-q] | info KEY | usage [KEY] | rm KEY... | mount KEY PARENT "
+         "DIR\n\n"
+         "Every snapshot of the store: Strata's own (@strata/...) and containerd's.\n"
+         "  ls               key, parent, kind and, for lazy layers, bytes fetched\n"
+         "  info KEY         one snapshot as JSON, with the lazy layer's counters\n"
+         "                   (bytes/chunks fetched, cache hits/misses, health)\n"
+         "  usage [KEY]      disk usage (size and inodes)\n"
+         "  rm KEY...        remove (a chain an image uses is refused)\n"
+         "  mount KEY PARENT DIR   a read-only view KEY (\"@strata/...\") on PARENT,\n"
+         "                   mounted on DIR; undo: umount DIR; strata snapshots rm KEY",
+         cmd_snapshots},
         {"content", "Inspect and verify the content store",
          "content ls|verify\n\n"
          "Reads the store under --root directly, read-only (no daemon needed).\n"
          "verify re-hashes every blob and exits 1 if any does not match its digest.",
          cmd_content},
         {"prune", "Remove unreferenced blobs and snapshots",
-         "prune [--dry-run]\n\n"
-         "  -n, --dry-run    list what would be removed, remove nothing",
+         "prune [--dry-run] [--cache[=KEEP]]\n\n"
+         "  -n, --dry-run    list what would be removed, remove nothing\n"
+         "  --cache[=KEEP]   also empty the lazy layers' chunk cache, or shrink it to\n"
+         "                   KEEP bytes (suffixes k, M, G); chunks are fetched again\n"
+         "                   when read",
          cmd_prune},
         {"doctor", "Check this host for everything Strata needs",
          "doctor [--paths]\n\n"

@@ -27,8 +27,7 @@
 #include "runtime.h"
 #include "snapshots.pb-c.h"
 
-static int health_check(struct proxy_client *c, unsigned timeout_ms,
-                        struct strata_error **ret_err)
+static int health_check(struct proxy_client *c, unsigned timeout_ms, struct strata_error **ret_err)
 {
 	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
@@ -59,9 +58,8 @@ static char *log_tail(const char *path, int lines)
 	size = lseek(fd, 0, SEEK_END);
 	if (size <= 0)
 		return NULL;
-	n = pread(fd, buf, sizeof(buf) - 1, size > (off_t)sizeof(buf) - 1
-	                                            ? size - (off_t)sizeof(buf) + 1
-	                                            : 0);
+	n = pread(fd, buf, sizeof(buf) - 1,
+	          size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0);
 	if (n <= 0)
 		return NULL;
 	buf[n] = '\0';
@@ -166,6 +164,9 @@ static int spawn_daemon(const struct cli_ctx *ctx, const char *log_path, pid_t *
 			logfd = null;
 		if (null < 0 || dup2(null, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
 			_exit(127);
+		/* Nothing else of ours: an inherited pipe would keep its reader
+		 * (a test harness, a `$(...)`) waiting for the daemon to exit. */
+		(void)close_range(3, ~0U, 0);
 		(void)!chdir("/");
 		execv(exe, (char *const *)argv);
 		_exit(127);
@@ -229,17 +230,15 @@ int cli_daemon_connect(const struct cli_ctx *ctx, bool autostart, struct proxy_c
 	r = try_connect(ctx->address, ret, &err);
 	if (r >= 0)
 		return 0;
-	if (!autostart || !nothing_answers(r))
-		{
+	if (!autostart || !nothing_answers(r)) {
 		strata_error_propagate(ret_err, &err);
 		return r;
 	}
 
 	r = path_mkdir_p(ctx->root, 0711);
 	if (r < 0)
-		return strata_error_set_errno(ret_err, r,
-		                              "start the Strata daemon: create root \"%s\"",
-		                              ctx->root);
+		return strata_error_set_errno(
+		        ret_err, r, "start the Strata daemon: create root \"%s\"", ctx->root);
 	log_path = path_join(ctx->root, "strata.log");
 	lock_path = path_join(ctx->root, ".daemon-start.lock");
 	pid_path = path_join(ctx->root, "strata.pid");
@@ -255,8 +254,7 @@ int cli_daemon_connect(const struct cli_ctx *ctx, bool autostart, struct proxy_c
 	r = try_connect(ctx->address, ret, &err);
 	if (r >= 0)
 		return 0;
-	if (!nothing_answers(r))
-		{
+	if (!nothing_answers(r)) {
 		strata_error_propagate(ret_err, &err);
 		return r;
 	}

@@ -50,6 +50,19 @@
  * wrote or claimed is never private, so Prune never removes it; containerd's
  * collector owns those.
  *
+ * Lazy layers. A layer pulled lazily (pull.c) is a remote snapshot under
+ * "@strata/<chainID>" like any other chain, so Prune keeps it while an image
+ * names the chain; its blob was never stored, and a root that names missing
+ * content is fine for content_gc, so nothing else changes. Get reads only
+ * the manifest and config, which every pull stores. Prune with `cache`
+ * also evicts the shared chunk cache (snap_lazy_prune_cache): chunks are
+ * refetched from the registry when read again, so dropping any is safe.
+ *
+ * Snapshots. ListSnapshots shows every snapshot of the store, Strata's own
+ * ('@' keys, hidden from containerd's Snapshots service) included, with the
+ * counters of mounted lazy layers; RemoveSnapshots refuses a chain an image
+ * record names.
+ *
  * Races. Pulls hold img->prune_lock shared and Prune holds it exclusively,
  * so Prune never sees a pull's blobs or snapshots before their image record
  * exists. containerd's collector can run during a pull: a pull pins every
@@ -62,7 +75,10 @@
 #include <string.h>
 
 #include "empty.pb-c.h"
+#include "metrics.h"
 #include "pull-internal.h"
+
+#define LABEL_REMOTE "containerd.io/snapshot/remote"
 
 typedef Strata__Images__V1__Image ImagePb;
 typedef Strata__Images__V1__Image__LabelsEntry ImageLabelPb;
@@ -400,7 +416,11 @@ static int snap_candidate(const struct snap_info *info, void *userdata)
 {
 	struct snap_candidates *c = userdata;
 
+	/* "@strata/ctr/<id>" belongs to a container (svc-snapshots.c): never
+	 * pruned; its image's layers stay while it exists (they have a child). */
 	if (strncmp(info->name, PROXY_STRATA_KEY_PREFIX, strlen(PROXY_STRATA_KEY_PREFIX)) != 0 ||
+	    strncmp(info->name, PROXY_STRATA_KEY_PREFIX "ctr/",
+	            strlen(PROXY_STRATA_KEY_PREFIX "ctr/")) == 0 ||
 	    strv_has(c->keep, info->name))
 		return 0;
 	return strv_push(&c->names, strdup(info->name));
@@ -513,6 +533,25 @@ static int images_prune(struct proxy_call *call, const ProtobufCMessage *request
 	if (r >= 0)
 		r = prune_blobs(img, &roots, req->dry_run, &res, ret_err);
 	pthread_rwlock_unlock(&img->prune_lock);
+	if (r >= 0 && req->cache) {
+		/* after the snapshots: chunks of removed layers go too */
+		uint64_t before = 0, after = 0;
+
+		r = proxy_lazy_cache_usage(img->snaps, &before, NULL);
+		if (r >= 0 && !req->dry_run)
+			r = snap_lazy_prune_cache(img->snaps, req->cache_keep_bytes);
+		if (r >= 0)
+			r = proxy_lazy_cache_usage(img->snaps, &after, NULL);
+		if (r < 0)
+			(void)strata_error_set_errno(ret_err, r, "chunk cache");
+		if (req->dry_run)
+			after = MIN(before, req->cache_keep_bytes);
+		resp.cache_bytes_before = (int64_t)before;
+		resp.cache_bytes_after = (int64_t)after;
+		if (r >= 0)
+			log_info("prune: chunk cache %" PRIu64 " -> %" PRIu64 " bytes%s", before,
+			         after, req->dry_run ? " (dry run)" : "");
+	}
 	if (r >= 0) {
 		log_info("prune: %s %zu blobs and %zu snapshots, %" PRId64 " bytes",
 		         req->dry_run ? "would remove" : "removed", res.blobs.n, res.snapshots.n,
@@ -533,6 +572,254 @@ static int images_prune(struct proxy_call *call, const ProtobufCMessage *request
 	return r;
 }
 
+/* --- snapshots ------------------------------------------------------------- */
+
+typedef Strata__Images__V1__Snapshot SnapPb;
+typedef Strata__Images__V1__Snapshot__LabelsEntry SnapLabelPb;
+typedef Strata__Images__V1__LazyStats LazyStatsPb;
+
+static void snap_pb_free(SnapPb *p)
+{
+	if (!p)
+		return;
+	free(p->name);
+	free(p->parent);
+	free(p->kind);
+	free(p->created_at);
+	free(p->updated_at);
+	for (size_t i = 0; i < p->n_labels; i++) {
+		free(p->labels[i]->key);
+		free(p->labels[i]->value);
+		free(p->labels[i]);
+	}
+	free(p->labels);
+	free(p->lazy);
+	free(p);
+}
+
+static SnapPb *snap_pb_new(struct snap_store *snaps, const struct snap_info *info, bool usage)
+{
+	SnapPb *p = calloc(1, sizeof(*p));
+	struct snap_lazy_stats st;
+
+	if (!p)
+		return NULL;
+	strata__images__v1__snapshot__init(p);
+	p->name = strdup(info->name);
+	p->parent = strdup(strempty(info->parent));
+	p->kind = strdup(snap_kind_to_string(info->kind));
+	p->created_at = timestamp_new(&info->created);
+	p->updated_at = timestamp_new(&info->updated);
+	p->labels = calloc(MAX(info->n_labels, (size_t)1), sizeof(*p->labels));
+	if (!p->name || !p->parent || !p->kind || !p->created_at || !p->updated_at || !p->labels)
+		goto fail;
+	for (size_t i = 0; i < info->n_labels; i++) {
+		SnapLabelPb *e = malloc(sizeof(*e));
+
+		if (!e)
+			goto fail;
+		strata__images__v1__snapshot__labels_entry__init(e);
+		p->labels[p->n_labels++] = e;
+		e->key = strdup(info->labels[i].key);
+		e->value = strdup(info->labels[i].value);
+		if (!e->key || !e->value)
+			goto fail;
+	}
+	p->strata = info->name[0] == '@';
+	p->remote = snap_info_label(info, LABEL_REMOTE) != NULL;
+	if (p->remote && snap_lazy_stats(snaps, info->name, &st) >= 0) {
+		LazyStatsPb *l = malloc(sizeof(*l));
+
+		if (!l)
+			goto fail;
+		strata__images__v1__lazy_stats__init(l);
+		l->bytes_fetched = st.bytes_fetched;
+		l->requests = st.requests;
+		l->chunks_fetched = st.chunks_fetched;
+		l->cache_hits = st.cache_hits;
+		l->cache_misses = st.cache_misses;
+		l->verify_failures = st.verify_failures;
+		l->toc_entries = st.toc_entries;
+		l->toc_memory = st.toc_memory;
+		l->blob_size = st.blob_size;
+		l->healthy = st.healthy;
+		l->prefetch = (char *)""; /* not reported by snapshotter/ yet */
+		p->lazy = l;
+	}
+	if (usage) {
+		struct snap_usage u = {0};
+
+		if (snap_usage(snaps, info->name, &u, NULL) >= 0) {
+			p->has_usage = true;
+			p->size = u.size;
+			p->inodes = u.inodes;
+		}
+	}
+	return p;
+fail:
+	snap_pb_free(p);
+	return NULL;
+}
+
+struct snaps_ctx {
+	struct snap_store *snaps;
+	bool usage;
+	SnapPb **v;
+	size_t n, cap;
+};
+
+static int snaps_one(const struct snap_info *info, void *userdata)
+{
+	struct snaps_ctx *c = userdata;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 32;
+		SnapPb **v = realloc(c->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n] = snap_pb_new(c->snaps, info, c->usage);
+	if (!c->v[c->n])
+		return -ENOMEM;
+	c->n++;
+	return 0;
+}
+
+static int images_list_snapshots(struct proxy_call *call, const ProtobufCMessage *request,
+                                 void *userdata, struct strata_error **ret_err)
+{
+	const Strata__Images__V1__ListSnapshotsRequest *req = (const void *)request;
+	Strata__Images__V1__ListSnapshotsResponse resp =
+	        STRATA__IMAGES__V1__LIST_SNAPSHOTS_RESPONSE__INIT;
+	struct proxy_images *img = userdata;
+	struct snaps_ctx c = {.snaps = img->snaps, .usage = req->usage};
+	int r;
+
+	if (req->key && *req->key) {
+		struct snap_info info = {0};
+
+		r = snap_stat(img->snaps, req->key, &info, ret_err);
+		if (r >= 0)
+			r = snaps_one(&info, &c);
+		snap_info_done(&info);
+	} else {
+		r = snap_walk(img->snaps, (const char *const *)req->filters, req->n_filters,
+		              snaps_one, &c, ret_err);
+	}
+	if (r >= 0) {
+		resp.snapshots = c.v;
+		resp.n_snapshots = c.n;
+		r = proxy_call_send(call, &resp.base);
+	}
+	for (size_t i = 0; i < c.n; i++)
+		snap_pb_free(c.v[i]);
+	free(c.v);
+	return r;
+}
+
+static int images_remove_snapshots(struct proxy_call *call, const ProtobufCMessage *request,
+                                   void *userdata, struct strata_error **ret_err)
+{
+	const Strata__Images__V1__RemoveSnapshotsRequest *req = (const void *)request;
+	Strata__Images__V1__RemoveSnapshotsResponse resp =
+	        STRATA__IMAGES__V1__REMOVE_SNAPSHOTS_RESPONSE__INIT;
+	struct proxy_images *img = userdata;
+	struct prune_roots roots = {0};
+	struct strv removed = {0}, errors = {0};
+	int r;
+
+	/* exclusive, like Prune: no pull is between its snapshots and its
+	 * image record while we decide what an image names */
+	pthread_rwlock_wrlock(&img->prune_lock);
+	r = content_image_walk(img->content, NULL, 0, roots_one, &roots, ret_err);
+	for (size_t i = 0; r >= 0 && i < req->n_keys; i++) {
+		_cleanup_error_ struct strata_error *err = NULL;
+		const char *key = req->keys[i];
+		char *line = NULL;
+		int e;
+
+		if (strv_has(&roots.chains, key)) {
+			if (asprintf(&line, "%s: an image uses it (remove the image first)", key) <
+			    0)
+				line = NULL;
+			r = strv_push(&errors, line);
+			continue;
+		}
+		e = snap_remove(img->snaps, key, &err);
+		if (e >= 0) {
+			r = strv_push(&removed, strdup(key));
+			continue;
+		}
+		if (asprintf(&line, "%s: %s", key, err ? strata_error_message(err) : strerror(-e)) <
+		    0)
+			line = NULL;
+		r = strv_push(&errors, line);
+	}
+	pthread_rwlock_unlock(&img->prune_lock);
+	if (r >= 0) {
+		resp.removed = removed.v;
+		resp.n_removed = removed.n;
+		resp.errors = errors.v;
+		resp.n_errors = errors.n;
+		r = proxy_call_send(call, &resp.base);
+	}
+	free(roots.d);
+	strv_done(&roots.chains);
+	strv_done(&removed);
+	strv_done(&errors);
+	return r;
+}
+
+static int images_view_snapshot(struct proxy_call *call, const ProtobufCMessage *request,
+                                void *userdata, struct strata_error **ret_err)
+{
+	const Strata__Images__V1__ViewSnapshotRequest *req = (const void *)request;
+	Strata__Images__V1__ViewSnapshotResponse resp =
+	        STRATA__IMAGES__V1__VIEW_SNAPSHOT_RESPONSE__INIT;
+	struct proxy_images *img = userdata;
+	struct snap_mount *mounts = NULL;
+	Strata__Images__V1__SnapshotMount *pb = NULL, **ptrs = NULL;
+	size_t n = 0;
+	int r;
+
+	if (strncmp(strempty(req->key), PROXY_STRATA_KEY_PREFIX, strlen(PROXY_STRATA_KEY_PREFIX)) !=
+	    0)
+		return strata_error_set(ret_err, -EINVAL,
+		                        "view key \"%s\" must start with \"" PROXY_STRATA_KEY_PREFIX
+		                        "\" (containerd removes snapshots it does not know)",
+		                        strempty(req->key));
+	r = snap_view(img->snaps, req->key, req->parent, NULL, 0, &mounts, &n, ret_err);
+	if (r < 0)
+		return r;
+	pb = calloc(MAX(n, (size_t)1), sizeof(*pb));
+	ptrs = calloc(MAX(n, (size_t)1), sizeof(*ptrs));
+	if (!pb || !ptrs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		strata__images__v1__snapshot_mount__init(&pb[i]);
+		pb[i].type = mounts[i].type;
+		pb[i].source = mounts[i].source;
+		pb[i].options = mounts[i].options;
+		pb[i].n_options = mounts[i].n_options;
+		ptrs[i] = &pb[i];
+	}
+	resp.mounts = ptrs;
+	resp.n_mounts = n;
+	r = proxy_call_send(call, &resp.base);
+out:
+	if (r < 0)
+		(void)snap_remove(img->snaps, req->key, NULL);
+	free(pb);
+	free(ptrs);
+	snap_mounts_free(mounts, n);
+	return r;
+}
+
 static const struct proxy_method images_methods[] = {
         {"Pull", PROXY_SERVER_STREAM, &strata__images__v1__pull_request__descriptor, images_pull},
         {"List", PROXY_UNARY, &strata__images__v1__list_images_request__descriptor, images_list},
@@ -540,6 +827,12 @@ static const struct proxy_method images_methods[] = {
         {"Delete", PROXY_UNARY, &strata__images__v1__delete_image_request__descriptor,
          images_delete},
         {"Prune", PROXY_UNARY, &strata__images__v1__prune_request__descriptor, images_prune},
+        {"ListSnapshots", PROXY_UNARY, &strata__images__v1__list_snapshots_request__descriptor,
+         images_list_snapshots},
+        {"RemoveSnapshots", PROXY_UNARY, &strata__images__v1__remove_snapshots_request__descriptor,
+         images_remove_snapshots},
+        {"ViewSnapshot", PROXY_UNARY, &strata__images__v1__view_snapshot_request__descriptor,
+         images_view_snapshot},
 };
 
 struct proxy_images *proxy_images_free(struct proxy_images *img)

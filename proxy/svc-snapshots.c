@@ -27,6 +27,26 @@ static bool strata_internal(const char *key)
 	return key && key[0] == '@';
 }
 
+/* "@strata/ctr/<id>": the active snapshot of a container the strata CLI runs
+ * (`strata run`). The CLI prepares it on an image's top layer
+ * ("@strata/<chainID>"), mounts, stats and removes it through this service.
+ * containerd never names a key starting with '@', so this opens nothing to
+ * it; List still leaves these out, so its collector never sees them. */
+#define STRATA_CONTAINER_PREFIX "@strata/ctr/"
+
+static bool strata_container(const char *key)
+{
+	return key && strncmp(key, STRATA_CONTAINER_PREFIX, strlen(STRATA_CONTAINER_PREFIX)) == 0 &&
+	       key[strlen(STRATA_CONTAINER_PREFIX)] != '\0' &&
+	       !strchr(key + strlen(STRATA_CONTAINER_PREFIX), '/');
+}
+
+/* A committed layer of a Strata image: "@strata/sha256:<chainID>". */
+static bool strata_layer(const char *key)
+{
+	return key && strncmp(key, "@strata/sha256:", strlen("@strata/sha256:")) == 0;
+}
+
 static int hidden(const char *key, struct strata_error **ret_err)
 {
 	return strata_error_set(ret_err, -ENOENT, "snapshot %s does not exist", key);
@@ -151,8 +171,12 @@ static int snapshots_prepare(struct proxy_call *call, const ProtobufCMessage *re
 	size_t n = 0;
 	int r;
 
-	if (strata_internal(req->key) || strata_internal(req->parent))
+	if (strata_container(req->key)) {
+		if (strata_internal(req->parent) && !strata_layer(req->parent))
+			return hidden(req->parent, ret_err);
+	} else if (strata_internal(req->key) || strata_internal(req->parent)) {
 		return hidden(strata_internal(req->key) ? req->key : req->parent, ret_err);
+	}
 	if (!labels)
 		return -ENOMEM;
 	r = snap_prepare(userdata, req->key, req->parent, labels, req->n_labels, &mounts, &n,
@@ -198,7 +222,7 @@ static int snapshots_mounts(struct proxy_call *call, const ProtobufCMessage *req
 	size_t n = 0;
 	int r;
 
-	if (strata_internal(req->key))
+	if (strata_internal(req->key) && !strata_container(req->key))
 		return hidden(req->key, ret_err);
 	r = snap_mounts(userdata, req->key, &mounts, &n, ret_err);
 	if (r < 0)
@@ -235,7 +259,7 @@ static int snapshots_remove(struct proxy_call *call, const ProtobufCMessage *req
 	        (const void *)request;
 	int r;
 
-	if (strata_internal(req->key))
+	if (strata_internal(req->key) && !strata_container(req->key))
 		return hidden(req->key, ret_err);
 	r = snap_remove(userdata, req->key, ret_err);
 	if (r < 0)
@@ -267,7 +291,7 @@ static int snapshots_stat(struct proxy_call *call, const ProtobufCMessage *reque
 	struct snap_info info = {0};
 	int r;
 
-	if (strata_internal(req->key))
+	if (strata_internal(req->key) && !strata_container(req->key))
 		return hidden(req->key, ret_err);
 	r = snap_stat(userdata, req->key, &info, ret_err);
 	if (r < 0)

@@ -225,3 +225,133 @@ stop_strata_root() {
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 }
+
+# start_registry_named NAME [htpasswd-file]: one more docker-registry (for
+# tests that need several, e.g. an origin and its mirror), storage in
+# $TEST_TMP/registry-NAME. Sets NAMED_REGISTRY=127.0.0.1:PORT and
+# NAMED_REGISTRY_PID (to stop it on purpose).
+start_registry_named() {
+	local name=$1 port dir auth=""
+	port=$(free_port)
+	dir="$TEST_TMP/registry-$name"
+	mkdir -p "$dir/data"
+	if [ -n "${2:-}" ]; then
+		auth="auth:
+  htpasswd:
+    realm: strata-test
+    path: $2"
+	fi
+	cat >"$dir/config.yml" <<CFG
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$port
+$auth
+CFG
+	docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+	NAMED_REGISTRY_PID=$!
+	track_pid "$NAMED_REGISTRY_PID"
+	NAMED_REGISTRY=127.0.0.1:$port
+	wait_for 20 curl -so /dev/null "http://$NAMED_REGISTRY/v2/" || {
+		cat "$dir/log" >&2
+		return 1
+	}
+}
+
+# push_image_to LAYOUT TAG DEST [CREDS]: copy an OCI layout, every platform of
+# an index included, to DEST (a full reference: HOST:PORT/NAME:TAG).
+push_image_to() {
+	skopeo copy --quiet --all --dest-tls-verify=false ${4:+--dest-creds "$4"} \
+		"oci:$1:$2" "docker://$3"
+}
+
+# --- lazy pulling (10-lazy-robust.bats) ---------------------------------------
+
+# mkimage_exact OUT TAG ROOTFS...: like lib/mkimage.sh (one gzip'd layer per
+# ROOTFS, bottom first) but keeping every file's mtime, owner and xattrs, so
+# a lazily mounted layer can be compared with its original tree exactly.
+mkimage_exact() {
+	local out=$1 tag=$2 rootfs hex diffid size layers="" diffids="" t
+	shift 2
+	t=$(mktemp -d "$TEST_TMP/mkimage.XXXXXX")
+	mkdir -p "$out/blobs/sha256"
+	for rootfs in "$@"; do
+		tar --sort=name --numeric-owner --xattrs --xattrs-include='*' \
+			--pax-option=delete=atime,delete=ctime -C "$rootfs" -cf "$t/layer.tar" . || return 1
+		diffid=$(sha256sum "$t/layer.tar" | cut -d' ' -f1)
+		gzip -n -6 "$t/layer.tar"
+		size=$(stat -c %s "$t/layer.tar.gz")
+		hex=$(sha256sum "$t/layer.tar.gz" | cut -d' ' -f1)
+		mv "$t/layer.tar.gz" "$out/blobs/sha256/$hex"
+		layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$hex\",\"size\":$size}"
+		diffids+="${diffids:+,}\"sha256:$diffid\""
+	done
+	printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+		"$(dpkg --print-architecture)" "$diffids" >"$t/config.json"
+	local csize chex msize mhex
+	csize=$(stat -c %s "$t/config.json")
+	chex=$(sha256sum "$t/config.json" | cut -d' ' -f1)
+	mv "$t/config.json" "$out/blobs/sha256/$chex"
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+		"$chex" "$csize" "$layers" >"$t/manifest.json"
+	msize=$(stat -c %s "$t/manifest.json")
+	mhex=$(sha256sum "$t/manifest.json" | cut -d' ' -f1)
+	mv "$t/manifest.json" "$out/blobs/sha256/$mhex"
+	echo '{"imageLayoutVersion":"1.0.0"}' >"$out/oci-layout"
+	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
+		"$mhex" "$msize" "$tag" >"$out/index.json"
+	rm -rf "$t"
+}
+
+# push_estargz LAYOUT NAME: push the OCI layout as $REGISTRY/NAME:plain, then
+# convert it with Debian's ctr-remote (an independent eStargz producer, no
+# prefetch list) through the running containerd and push $REGISTRY/NAME:esgz.
+# containerd's own content store and overlayfs snapshotter do the work; the
+# images are removed from containerd afterwards.
+push_estargz() {
+	local plain="$REGISTRY/$2:plain" esgz="$REGISTRY/$2:esgz"
+	push_image "$1" latest "$2:plain" || return 1
+	ctr_ images pull --plain-http "$plain" >/dev/null || return 1
+	ctr-remote --address "$CONTAINERD_SOCK" images convert --estargz --oci "$plain" "$esgz" >/dev/null ||
+		return 1
+	ctr_ images push --plain-http "$esgz" >/dev/null || return 1
+	ctr_ images rm "$plain" "$esgz" >/dev/null
+}
+
+# rpull_lazy REF: pull with containerd's remote-snapshot labels onto Strata.
+rpull_lazy() {
+	ctr-remote --address "$CONTAINERD_SOCK" images rpull --plain-http --snapshotter strata "$1"
+}
+
+# lazy_top_chain: the committed Strata snapshot that is no snapshot's parent
+# (the top layer of the only image pulled so far).
+lazy_top_chain() {
+	ctr_ snapshots --snapshotter strata ls | awk '
+		NR > 1 && $NF == "Committed" { c[$1] = 1; if (NF == 3) p[$2] = 1 }
+		END { for (k in c) if (!(k in p)) print k }' | head -1
+}
+
+# mount_lazy_snapshot KEY PARENT TARGET: Prepare KEY on PARENT through
+# containerd and mount what Strata answered on TARGET (as a container's
+# rootfs would be).
+mount_lazy_snapshot() {
+	local key=$1 parent=$2 target=$3 cmd
+	mkdir -p "$target"
+	cmd=$(ctr_ snapshots --snapshotter strata prepare --target "$target" "$key" "$parent") || return 1
+	echo "$cmd" | grep -q '^mount ' || return 1
+	# "mount -t TYPE SOURCE TARGET -o OPTIONS", one line per mount
+	while read -r _ _ type source tgt _ opts; do
+		mount -t "$type" -o "$opts" "$source" "$tgt" || return 1
+	done <<<"$cmd"
+}
+
+# lazy_fuse_mounts ROOT: mount points of the FUSE layers under a Strata root.
+lazy_fuse_mounts() {
+	awk -v d="$1/snapshots/" 'index($5, d) == 1 && $0 ~ / - fuse/ { print $5 }' /proc/self/mountinfo
+}

@@ -1,0 +1,280 @@
+#!/usr/bin/env bats
+# strata run / ps / logs / stop / kill / rm: real registry, the daemon started
+# by `strata run` itself, the real containerd-shim-runc-v2, runc and CNI
+# plugins. Every test removes its containers and stops the daemon it
+# autostarted, even when it failed.
+
+load helpers
+
+setup() {
+	common_setup
+	start_registry
+	build_busybox_image "$TEST_TMP/oci" latest >/dev/null
+	push_image "$TEST_TMP/oci" latest test/busybox:latest
+	IMAGE="$REGISTRY/test/busybox:latest"
+	ROOT="$TEST_TMP/strata-root"
+	SOCK="$TEST_TMP/run/strata.sock"
+	mkdir -p "$TEST_TMP/net.d"
+	# Our own CNI config dir: the test never writes the host's /etc/cni/net.d.
+	cat >"$TEST_TMP/config.toml" <<CFG
+[runtime]
+cni_conf_dir = "$TEST_TMP/net.d"
+CFG
+}
+
+teardown() {
+	stop_strata_root "$ROOT" "$SOCK"
+	common_teardown
+}
+
+strata() { "$STRATA_BIN" --root "$ROOT" --address "$SOCK" --config "$TEST_TMP/config.toml" "$@"; }
+# For `... &`: the background job is the CLI itself, so $! is its pid.
+strata_exec() { exec "$STRATA_BIN" --root "$ROOT" --address "$SOCK" --config "$TEST_TMP/config.toml" "$@"; }
+
+# Nothing of container id $1 left: record, netns, mounts, snapshot.
+assert_no_leftovers() {
+	local id=$1
+	[ ! -e "$ROOT/containers/$id" ]
+	[ ! -e "/run/netns/strata-${id:0:32}" ]
+	! grep -q "$ROOT/containers" /proc/self/mountinfo
+	! grep -q "strata-${id:0:32}" /proc/self/mountinfo
+	# the image has one layer: one snapshot directory, no container's
+	[ "$(ls "$ROOT/snapshots" | wc -l)" = 1 ]
+}
+
+@test "run --rm starts the daemon, pulls, prints hello and leaves nothing behind" {
+	[ ! -S "$SOCK" ]
+	run strata run --rm --plain-http --net none "$IMAGE" echo hello
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "hello" ]
+	# the daemon it started is detached from us and answers
+	[ -S "$SOCK" ]
+	pid=$(cat "$ROOT/strata.pid")
+	kill -0 "$pid"
+	[ "$(cat /proc/$pid/comm)" = strata ]
+	# its own session, not ours
+	[ "$(ps -o sid= -p "$pid" | tr -d ' ')" != "$(ps -o sid= -p $$ | tr -d ' ')" ]
+	grep -q "strata serve ready" "$ROOT/strata.log"
+	[ -z "$(ls "$ROOT/containers")" ]
+	assert_no_leftovers none
+	run strata ps -a -q
+	[ -z "$output" ]
+
+	# a second run finds the daemon: same pid
+	run strata run --rm --net none "$IMAGE" echo again
+	[ "$status" -eq 0 ]
+	[ "$output" = "again" ]
+	[ "$(cat "$ROOT/strata.pid")" = "$pid" ]
+}
+
+@test "run passes the exit code through, 128+N for a signal" {
+	run strata run --rm --plain-http --net none "$IMAGE" sh -c 'exit 7'
+	[ "$status" -eq 7 ]
+	run strata run --rm --net host "$IMAGE" false
+	[ "$status" -eq 1 ]
+	[ -z "$(ls "$ROOT/containers")" ]
+}
+
+@test "-e, -w, -u and -v are visible inside" {
+	mkdir -p "$TEST_TMP/vol" "$TEST_TMP/rovol"
+	chmod 777 "$TEST_TMP/vol"
+	echo from-host >"$TEST_TMP/vol/in"
+	echo ro-data >"$TEST_TMP/rovol/f"
+	printf 'FROM_FILE=yes\n# comment\n' >"$TEST_TMP/envfile"
+	run strata run --rm --plain-http --net none -e FOO=bar --env-file "$TEST_TMP/envfile" \
+		-w /tmp -u 65534:65534 -v "$TEST_TMP/vol:/data" -v "$TEST_TMP/rovol:/ro:ro" \
+		"$IMAGE" sh -c 'echo "$FOO $FROM_FILE $(pwd) $(id -u):$(id -g)"; cat /data/in; echo written >/data/out; cat /ro/f; echo x 2>/dev/null >/ro/g || echo ro-refused'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "bar yes /tmp 65534:65534" ]
+	[ "${lines[1]}" = "from-host" ]
+	[ "${lines[2]}" = "ro-data" ]
+	[[ "$output" == *ro-refused* ]]
+	[ "$(cat "$TEST_TMP/vol/out")" = written ]
+	[ ! -e "$TEST_TMP/rovol/g" ]
+	# --entrypoint and --hostname
+	run strata run --rm --net none --hostname boxy --entrypoint /bin/echo "$IMAGE" hi
+	[ "$output" = "hi" ]
+	run strata run --rm --net none --hostname boxy "$IMAGE" cat /proc/sys/kernel/hostname /etc/hostname
+	[ "$output" = "$(printf 'boxy\nboxy')" ]
+}
+
+@test "--net none has only lo; --net bridge gets 10.4.88.x and reaches the gateway" {
+	run strata run --rm --plain-http --net none "$IMAGE" ls /sys/class/net
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "lo" ]
+
+	run strata run --rm --net bridge "$IMAGE" sh -c \
+		'ip -o -4 addr show eth0 | grep -o "10\.4\.88\.[0-9]*/24"; ping -c 1 -W 2 10.4.88.1 >/dev/null && echo ping-ok'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" =~ ^10\.4\.88\.[0-9]+/24$ ]]
+	[ "${lines[1]}" = ping-ok ]
+	# the conflist went to our CNI dir; the address was released
+	[ -f "$TEST_TMP/net.d/strata.conflist" ]
+	ip=${lines[0]%/24}
+	[ ! -e "/var/lib/cni/networks/strata/$ip" ]
+	[ -z "$(ls "$ROOT/containers")" ]
+}
+
+@test "-d, ps, logs, stop, rm; records survive a daemon restart" {
+	run strata run -d --plain-http --net none --name web "$IMAGE" \
+		sh -c 'echo started; trap "echo got-term; exit 3" TERM; while :; do sleep 0.1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	id=$output
+	[[ "$id" =~ ^[0-9a-f]{64}$ ]]
+	wait_for 5 sh -c "grep -q started '$ROOT/containers/$id/container.log'"
+
+	run strata ps
+	echo "$output"
+	[[ "${lines[0]}" =~ ^CONTAINER\ ID\ +IMAGE\ +COMMAND\ +CREATED\ +STATUS\ +NAMES$ ]]
+	echo "$output" | grep -E "^${id:0:12} +$IMAGE +\"sh -c echo started…\" .* Up .* web$"
+	run strata ps --json
+	[ "$(echo "$output" | jq -r '.[0].id')" = "$id" ]
+	[ "$(echo "$output" | jq -r '.[0].state')" = running ]
+
+	run strata logs web
+	[ "$output" = started ]
+
+	# the name is taken
+	run strata run -d --net none --name web "$IMAGE" true
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'"web" is in use'* ]]
+
+	# rm refuses a running container
+	run strata rm web
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is running"* ]]
+
+	# the daemon goes away and comes back: the container does not care
+	kill -TERM "$(cat "$ROOT/strata.pid")"
+	wait_for 5 sh -c "! kill -0 $(cat "$ROOT/strata.pid")"
+	run strata ps -q
+	[ "$output" = "${id:0:12}" ]
+
+	run strata stop -t 5 web
+	[ "$status" -eq 0 ]
+	[ "$output" = web ]
+	run strata ps
+	[ "${#lines[@]}" -eq 1 ]
+	run strata ps -a
+	echo "$output"
+	echo "$output" | grep -E "Exited \(3\) (Less than a second|[0-9]+ seconds?) ago +web$"
+	run strata logs web
+	[ "$output" = "$(printf 'started\ngot-term')" ]
+
+	# rm restarts the daemon to remove the snapshot
+	run strata rm web
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_no_leftovers "$id"
+	run strata ps -a -q
+	[ -z "$output" ]
+}
+
+@test "stop escalates to SIGKILL; kill sends a signal; logs -f ends with the container" {
+	id=$(strata run -d --plain-http --net none "$IMAGE" sh -c 'trap "" TERM; echo up; while :; do sleep 0.1; done')
+	wait_for 5 sh -c "grep -q up '$ROOT/containers/$id/container.log'"
+	start=$(date +%s%N)
+	run strata stop -t 1 "$id"
+	[ "$status" -eq 0 ]
+	elapsed=$((($(date +%s%N) - start) / 1000000))
+	echo "stop took ${elapsed} ms"
+	[ "$elapsed" -ge 900 ]
+	[ "$(strata ps -a --json | jq -r '.[0].exit_code')" = 137 ]
+	strata rm "$id"
+
+	id=$(strata run -d --net none "$IMAGE" sh -c 'trap "echo usr1; exit 4" USR1; echo up; while :; do sleep 0.1; done')
+	wait_for 5 sh -c "grep -q up '$ROOT/containers/$id/container.log'"
+	strata logs -f "$id" >"$TEST_TMP/follow" 3>&- &
+	follow=$!
+	run strata kill -s USR1 "${id:0:12}"
+	[ "$status" -eq 0 ]
+	wait_for 5 sh -c "! kill -0 $follow"
+	[ "$(cat "$TEST_TMP/follow")" = "$(printf 'up\nusr1')" ]
+	run strata kill "$id"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is not running"* ]]
+	run strata rm "$id"
+	[ "$status" -eq 0 ]
+	assert_no_leftovers "$id"
+}
+
+@test "Ctrl-C is forwarded to an attached container; a second one kills it" {
+	strata_exec run --rm --plain-http --net none "$IMAGE" \
+		sh -c 'trap "echo got-int; exit 5" INT; echo ready; while :; do sleep 0.1; done' >"$TEST_TMP/out" 2>&1 3>&- &
+	pid=$!
+	wait_for 10 grep -q ready "$TEST_TMP/out"
+	kill -INT "$pid"
+	wait "$pid" || status=$?
+	cat "$TEST_TMP/out"
+	[ "${status:-0}" -eq 5 ]
+	grep -q got-int "$TEST_TMP/out"
+
+	strata_exec run --rm --net none "$IMAGE" \
+		sh -c 'trap "" INT TERM; echo ready; while :; do sleep 0.1; done' >"$TEST_TMP/out2" 2>&1 3>&- &
+	pid=$!
+	wait_for 10 grep -q ready "$TEST_TMP/out2"
+	kill -INT "$pid"
+	sleep 0.3
+	kill -INT "$pid"
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" -eq 137 ]
+	[ -z "$(ls "$ROOT/containers")" ]
+}
+
+@test "a container whose shim was killed shows as such and rm cleans it" {
+	id=$(strata run -d --plain-http --net bridge "$IMAGE" sleep 60)
+	shim=$(strata ps --json | jq -r '.[0].shim_pid')
+	[ "$shim" -gt 0 ]
+	ip=$(strata ps --json | jq -r '.[0].ip')
+	[[ "$ip" =~ ^10\.4\.88\. ]]
+	kill -9 "$shim"
+	wait_for 5 sh -c "! kill -0 $shim"
+	run strata ps -a
+	echo "$output"
+	echo "$output" | grep -q "shim dead"
+	run strata rm "$id"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_no_leftovers "$id"
+	[ ! -e "/var/lib/cni/networks/strata/$ip" ]
+	! pgrep -f '^sleep 60$'
+}
+
+@test "missing runc or shim: the runtime's message, exit 1" {
+	mkdir -p "$TEST_TMP/onlyshim"
+	ln -s "$(command -v containerd-shim-runc-v2)" "$TEST_TMP/onlyshim/"
+	PATH="$TEST_TMP/onlyshim" run strata run --rm --net none "$IMAGE" true
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"runc not found in PATH: install it with 'apt-get install runc'"* ]]
+	PATH=/nonexistent run strata run --rm --net none "$IMAGE" true
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"containerd-shim-runc-v2 not found in PATH"* ]]
+	[ ! -d "$ROOT/containers" ] || [ -z "$(ls "$ROOT/containers")" ]
+}
+
+@test "run of an image that does not exist: exit 1 naming the ref" {
+	run strata run --rm --plain-http --net none "$REGISTRY/test/nothing:here" true
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$REGISTRY/test/nothing:here"* ]]
+	[ -z "$(ls "$ROOT/containers" 2>/dev/null)" ]
+}
+
+@test "usage errors exit 2" {
+	run strata run
+	[ "$status" -eq 2 ]
+	run strata run --net bogus "$IMAGE"
+	[ "$status" -eq 2 ]
+	run strata run -p 80 "$IMAGE"
+	[ "$status" -eq 2 ]
+	run strata run --rm -d "$IMAGE"
+	[ "$status" -eq 2 ]
+}
