@@ -191,7 +191,7 @@ int cmd_convert(struct cli_ctx *ctx, int argc, char **argv)
 		if (r < 0)
 			return cli_fail("convert", "--prefetch-files %s: %s", prefetch_file,
 			                strerror(-r));
-		o.estargz.prefetch = prefetch;
+		o.estargz.prefetch = (const char *const *)prefetch;
 		o.estargz.n_prefetch = n_prefetch;
 	}
 

@@ -856,7 +856,10 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 			r = add_chunk(c, toc, chunk_cap, n, j, idx, e->size);
 			if (r < 0)
 				return r;
-			tc = bsearch(&key, c->tchunks, c->n_tchunks, sizeof(key), cmp_seq);
+			/* bsearch/qsort must not see a NULL array, even empty */
+			tc = c->n_tchunks
+			             ? bsearch(&key, c->tchunks, c->n_tchunks, sizeof(key), cmp_seq)
+			             : NULL;
 			/* bsearch finds any match: back up to the first */
 			while (tc && tc > c->tchunks && tc[-1].node_seq == n->seq)
 				tc--;
@@ -937,7 +940,8 @@ static int compile(struct compiler *c, const json_t *root, uint64_t toc_offset,
 	r = collect(c, entries);
 	if (r < 0)
 		return r;
-	qsort(c->tchunks, c->n_tchunks, sizeof(*c->tchunks), cmp_seq_ord);
+	if (c->n_tchunks > 0)
+		qsort(c->tchunks, c->n_tchunks, sizeof(*c->tchunks), cmp_seq_ord);
 	r = build_tree(c);
 	if (r < 0)
 		return r;

@@ -174,3 +174,78 @@ int content_estargz_open_remote(struct content_registry_client *c, const struct 
                                 struct content_estargz_toc **ret, char **ret_json,
                                 size_t *ret_json_len, uint64_t *ret_fetched,
                                 struct strata_error **ret_err);
+
+/* --- the encoder (estargz-write.c; `strata convert`) ------------------------ */
+
+#define CONTENT_ESTARGZ_UNCOMPRESSED_SIZE_LABEL "io.containers.estargz.uncompressed-size"
+
+struct content_estargz_build_options {
+	int level;             /* gzip level 1-12 (libdeflate; 12 is its best); 0 = 9 */
+	uint64_t chunk_size;   /* bytes of file data per gzip member; 0 = 4 MiB */
+	const char *const *prefetch; /* paths placed first, before .prefetch.landmark */
+	size_t n_prefetch;
+	unsigned threads; /* compression threads; 0 = online CPUs */
+};
+
+/* A built eStargz layer, held in memory. */
+struct content_estargz_blob {
+	uint8_t *data; /* the blob (malloc'd) */
+	size_t len;
+	struct strata_digest digest;     /* sha256 of the blob */
+	struct strata_digest diff_id;    /* sha256 of the uncompressed tar */
+	struct strata_digest toc_digest; /* sha256 of the TOC JSON */
+	uint64_t uncompressed_size;
+	uint64_t toc_offset;
+	size_t n_entries; /* tar entries of the source */
+};
+
+/*
+ * Re-encode an uncompressed tar as eStargz: the source's header blocks are
+ * kept byte for byte (so a normal unpack sees the same metadata), regular
+ * files start gzip members and are split every chunk_size bytes, the listed
+ * prefetch paths (with their parent directories and hardlink targets) come
+ * first, then the landmark, then the TOC and the 51-byte footer. The source
+ * must stay valid during the call. -EBADMSG not a tar / corrupt or truncated
+ * tar, -EINVAL duplicate entries or a hardlink to a missing file,
+ * -EOPNOTSUPP sparse files or unknown entry types; with a message.
+ */
+int content_estargz_build(const void *tar, size_t tar_len,
+                          const struct content_estargz_build_options *opts,
+                          struct content_estargz_blob *ret, struct strata_error **ret_err);
+void content_estargz_blob_done(struct content_estargz_blob *b);
+
+/* The 51-byte footer pointing at the TOC member at toc_offset. */
+void content_estargz_footer(uint64_t toc_offset, uint8_t out[CONTENT_ESTARGZ_FOOTER_SIZE]);
+
+/* --- image conversion (convert.c; `strata convert --estargz`) ----------------- */
+
+struct content_convert_options {
+	struct content_estargz_build_options estargz;
+	unsigned layer_jobs;   /* layers converted at once; 0 = 2 */
+	bool plain_http;       /* as for pull; implied for localhost/127.0.0.1 */
+	const char *user;      /* "user:password" for both registries, or NULL */
+	const char *hosts_dir; /* certs.d, or NULL */
+};
+
+struct content_convert_result {
+	struct strata_digest digest; /* of the written manifest or index */
+	int64_t size;
+	const char *media_type; /* static */
+	size_t n_images;        /* platform manifests converted */
+	size_t n_layers;        /* distinct layers converted */
+	uint64_t in_bytes;      /* source layer bytes read */
+	uint64_t out_bytes;     /* eStargz layer bytes produced */
+};
+
+/*
+ * Convert the image at src (a registry reference or "oci:DIR[:TAG]"; every
+ * platform of an index) to eStargz and write it to dst (same forms; a
+ * layout's tag defaults to "latest"). All conversion happens before the
+ * first write; a registry gets blobs, then child manifests, then the
+ * tagged manifest or index. -EOPNOTSUPP unsupported media types (zstd,
+ * foreign layers, nested indexes), -EBADMSG corrupt layers, plus the
+ * encoder's and the registry client's errors; with a message.
+ */
+int content_convert_estargz(const char *src, const char *dst,
+                            const struct content_convert_options *o,
+                            struct content_convert_result *ret, struct strata_error **ret_err);

@@ -12,6 +12,12 @@
  *
  * Refs are locked in-process (the daemon is the only writer of the store):
  * the table in struct content_store, see ref_lock().
+ *
+ * A writer is used by one thread at a time, except for its flusher: a thread
+ * of its own, started at the first large content_writer_stage(), that copies
+ * the staged chunk into the ingest file while the owner hashes it. The two
+ * share only the job fields under job_lock; the staged chunk, the data fd and
+ * the write-back offset are left alone by the owner while a job is posted.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -68,9 +74,9 @@ struct content_writer {
 	pthread_cond_t job_cond;
 	/* Protected by job_lock. */
 	enum { JOB_NONE, JOB_POSTED, JOB_DONE, JOB_QUIT } job;
-	int job_result;   /* of JOB_DONE: 0 or -errno from pwrite */
-	bool job_synced;  /* write-back was started up to the chunk's end */
-	int64_t job_wb;   /* writeback_offset when posted */
+	int job_result;  /* of JOB_DONE: 0 or -errno from pwrite */
+	bool job_synced; /* write-back was started up to the chunk's end */
+	int64_t job_wb;  /* writeback_offset when posted */
 };
 
 /* Chunks at least this big are written by the flusher, concurrently with

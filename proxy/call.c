@@ -45,6 +45,41 @@ void proxy_buf_free_list(struct proxy_buf *b)
 	}
 }
 
+struct proxy_buf *proxy_buf_get(struct proxy_server *s, size_t len)
+{
+	struct proxy_buf *b = NULL;
+	size_t cap = 0;
+
+	if (len >= PROXY_SPARE_MIN && len <= PROXY_SPARE_CAP) {
+		(void)pthread_mutex_lock(&s->buf_lock);
+		if (s->n_spare > 0)
+			b = s->spare[--s->n_spare];
+		(void)pthread_mutex_unlock(&s->buf_lock);
+		cap = PROXY_SPARE_CAP;
+	}
+	if (!b)
+		b = malloc(sizeof(*b) + MAX(len, cap));
+	if (!b)
+		return NULL;
+	b->next = NULL;
+	b->len = len;
+	b->cap = cap;
+	return b;
+}
+
+void proxy_buf_put(struct proxy_server *s, struct proxy_buf *b)
+{
+	if (b && b->cap == PROXY_SPARE_CAP) {
+		(void)pthread_mutex_lock(&s->buf_lock);
+		if (s->n_spare < PROXY_SPARES) {
+			s->spare[s->n_spare++] = b;
+			b = NULL;
+		}
+		(void)pthread_mutex_unlock(&s->buf_lock);
+	}
+	free(b);
+}
+
 struct proxy_call *proxy_call_unref(struct proxy_call *call)
 {
 	if (!call || atomic_fetch_sub(&call->refs, 1) != 1)
@@ -72,6 +107,9 @@ struct proxy_call *proxy_call_unref(struct proxy_call *call)
 void proxy_call_post_wake(struct proxy_call *call)
 {
 	struct proxy_server *s = call->server;
+
+	if (proxy_server_progress_now(call))
+		return;
 
 	(void)pthread_mutex_lock(&s->wake_lock);
 	if (s->n_wake == s->wake_cap) {
@@ -117,6 +155,7 @@ int proxy_call_send(struct proxy_call *call, const ProtobufCMessage *msg)
 		return -ENOMEM;
 	b->next = NULL;
 	b->len = 5 + size;
+	b->cap = 0;
 	b->data[0] = 0; /* not compressed */
 	b->data[1] = (uint8_t)(size >> 24);
 	b->data[2] = (uint8_t)(size >> 16);
@@ -143,7 +182,10 @@ int proxy_call_send(struct proxy_call *call, const ProtobufCMessage *msg)
 	call->out_tail = b;
 	call->out_bytes += b->len;
 	call->n_sent++;
-	post = mark_wake_locked(call);
+	/* A unary response goes out with its status when the handler returns
+	 * (run_call finishes the call): one wake of the I/O thread and one
+	 * write to the client instead of two each. */
+	post = call->method->kind != PROXY_UNARY && mark_wake_locked(call);
 	(void)pthread_mutex_unlock(&call->lock);
 
 	if (post)
@@ -151,10 +193,11 @@ int proxy_call_send(struct proxy_call *call, const ProtobufCMessage *msg)
 	return 0;
 }
 
-int proxy_call_recv(struct proxy_call *call, ProtobufCMessage **ret)
+/* Next complete request message of a bidi call: 1 and *ret, 0 at EOF, or
+ * the cancellation error. */
+static int recv_buf(struct proxy_call *call, struct proxy_buf **ret)
 {
 	struct proxy_buf *b = NULL;
-	ProtobufCMessage *msg;
 	bool post = false;
 	int r = 0;
 
@@ -175,18 +218,181 @@ int proxy_call_recv(struct proxy_call *call, ProtobufCMessage **ret)
 	(void)pthread_mutex_unlock(&call->lock);
 	if (post)
 		proxy_call_post_wake(call);
-	if (!b)
-		return r;
+	*ret = b;
+	return b ? 1 : r;
+}
 
+static void finish_undecodable(struct proxy_call *call)
+{
+	proxy_call_finish_status(call, GRPC_INTERNAL,
+	                         "grpc: failed to unmarshal the received message");
+}
+
+int proxy_call_recv(struct proxy_call *call, ProtobufCMessage **ret)
+{
+	struct proxy_buf *b;
+	ProtobufCMessage *msg;
+	int r;
+
+	r = recv_buf(call, &b);
+	if (r <= 0)
+		return r;
 	msg = protobuf_c_message_unpack(call->method->request, NULL, b->len, b->data);
-	free(b);
+	proxy_buf_put(call->server, b);
 	if (!msg) {
-		proxy_call_finish_status(call, GRPC_INTERNAL,
-		                         "grpc: failed to unmarshal the received message");
+		finish_undecodable(call);
 		return -EBADMSG;
 	}
 	*ret = msg;
 	return 1;
+}
+
+/* --- decoding without copying a large bytes field --- */
+
+/* Bytes of the varint at p (at most len), 0 if malformed. */
+static size_t varint_get(const uint8_t *p, size_t len, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < len && i < 10; i++) {
+		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*ret = v;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/* Find the length-delimited top-level field `field` in a message: where its
+ * key starts, where its payload starts and where it ends. Returns how often
+ * it occurs, or -EBADMSG for anything unusual (malformed input, the field with
+ * another wire type, groups): the caller then leaves decoding to protobuf-c. */
+static int find_bytes_field(const uint8_t *p, size_t len, uint32_t field, size_t *ret_key,
+                            size_t *ret_data, size_t *ret_end)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off < len) {
+		size_t key = off, k, skip;
+		uint64_t tag, v;
+
+		k = varint_get(p + off, len - off, &tag);
+		if (k == 0)
+			return -EBADMSG;
+		off += k;
+		switch (tag & 7) {
+		case 0: /* varint */
+			skip = varint_get(p + off, len - off, &v);
+			if (skip == 0)
+				return -EBADMSG;
+			break;
+		case 1: /* 64-bit */
+			skip = 8;
+			break;
+		case 5: /* 32-bit */
+			skip = 4;
+			break;
+		case 2: /* length-delimited */
+			k = varint_get(p + off, len - off, &v);
+			if (k == 0 || v > len - off - k)
+				return -EBADMSG;
+			off += k;
+			skip = (size_t)v;
+			if (tag >> 3 == field) {
+				*ret_key = key;
+				*ret_data = off;
+				*ret_end = off + skip;
+				n++;
+			}
+			break;
+		default:
+			return -EBADMSG;
+		}
+		if (tag >> 3 == field && (tag & 7) != 2)
+			return -EBADMSG;
+		if (skip > len - off)
+			return -EBADMSG;
+		off += skip;
+	}
+	return n;
+}
+
+/* Unpack b; when the message has the bytes field `field` exactly once, decode
+ * the rest and point the field into b (*ret_field, NULL otherwise). */
+static ProtobufCMessage *unpack_borrowing(const ProtobufCMessageDescriptor *desc,
+                                          const struct proxy_buf *b, uint32_t field,
+                                          ProtobufCBinaryData **ret_field)
+{
+	const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(desc, field);
+	_cleanup_free_ uint8_t *rest = NULL;
+	size_t key, data, end, rest_len;
+	ProtobufCMessage *msg;
+	ProtobufCBinaryData *bd;
+
+	*ret_field = NULL;
+	if (!fd || fd->type != PROTOBUF_C_TYPE_BYTES || fd->label == PROTOBUF_C_LABEL_REPEATED ||
+	    (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ||
+	    find_bytes_field(b->data, b->len, field, &key, &data, &end) != 1)
+		return protobuf_c_message_unpack(desc, NULL, b->len, b->data);
+
+	/* Everything but the field: a few bytes (action, offset, ref, ...). */
+	rest_len = b->len - (end - key);
+	rest = malloc(MAX(rest_len, (size_t)1));
+	if (!rest)
+		return NULL;
+	memcpy(rest, b->data, key);
+	memcpy(rest + key, b->data + end, b->len - end);
+	msg = protobuf_c_message_unpack(desc, NULL, rest_len, rest);
+	if (!msg)
+		return NULL;
+	bd = (ProtobufCBinaryData *)((uint8_t *)msg + fd->offset);
+	bd->data = (uint8_t *)b->data + data;
+	bd->len = end - data;
+	if (fd->label == PROTOBUF_C_LABEL_OPTIONAL && fd->quantifier_offset)
+		*(protobuf_c_boolean *)((uint8_t *)msg + fd->quantifier_offset) = 1;
+	*ret_field = bd;
+	return msg;
+}
+
+int proxy_call_recv_msg(struct proxy_call *call, uint32_t borrow_field, struct proxy_msg *ret)
+{
+	ProtobufCBinaryData *field;
+	struct proxy_buf *b;
+	ProtobufCMessage *msg;
+	int r;
+
+	*ret = (struct proxy_msg){.server = call->server};
+	r = recv_buf(call, &b);
+	if (r <= 0)
+		return r;
+	msg = unpack_borrowing(call->method->request, b, borrow_field, &field);
+	if (!msg) {
+		proxy_buf_put(call->server, b);
+		finish_undecodable(call);
+		return -EBADMSG;
+	}
+	ret->msg = msg;
+	if (field) {
+		ret->buf = b;
+		ret->borrowed = field;
+	} else {
+		proxy_buf_put(call->server, b);
+	}
+	return 1;
+}
+
+void proxy_msg_done(struct proxy_msg *m)
+{
+	/* The borrowed bytes are b's, not protobuf-c's to free. */
+	if (m->borrowed)
+		*m->borrowed = (ProtobufCBinaryData){0};
+	if (m->msg)
+		protobuf_c_message_free_unpacked(m->msg, NULL);
+	if (m->buf)
+		proxy_buf_put(m->server, m->buf);
+	*m = (struct proxy_msg){0};
 }
 
 void proxy_call_finish_status(struct proxy_call *call, enum grpc_status status, const char *message)
@@ -400,6 +606,7 @@ static int queue_grow(struct proxy_pool *pool)
 /* Takes a reference to call for the worker. */
 int proxy_pool_submit(struct proxy_pool *pool, struct proxy_call *call)
 {
+	bool signal = false;
 	int r = 0;
 
 	(void)pthread_mutex_lock(&pool->lock);
@@ -416,7 +623,9 @@ int proxy_pool_submit(struct proxy_pool *pool, struct proxy_call *call)
 	pool->q_len++;
 	/* Grow the pool only when nobody is idle to take the job. */
 	if (pool->n_idle >= pool->q_len) {
-		(void)pthread_cond_signal(&pool->cond);
+		/* Signalled after unlocking: the worker does not wake up only to
+		 * wait for our lock. */
+		signal = true;
 	} else if (pool->n_threads < pool->max_threads) {
 		sigset_t all, old;
 
@@ -427,12 +636,14 @@ int proxy_pool_submit(struct proxy_pool *pool, struct proxy_call *call)
 		if (pthread_create(&pool->threads[pool->n_threads], NULL, worker_main, pool) == 0)
 			pool->n_threads++;
 		(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-		(void)pthread_cond_signal(&pool->cond);
+		signal = true;
 	} else {
-		(void)pthread_cond_signal(&pool->cond);
+		signal = true;
 	}
 out:
 	(void)pthread_mutex_unlock(&pool->lock);
+	if (signal)
+		(void)pthread_cond_signal(&pool->cond);
 	return r;
 }
 

@@ -33,6 +33,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "common.h"
+#include "metrics.h" /* the Prometheus endpoint (part of this module's API) */
 
 /* gRPC's default and containerd's limit, each way. */
 #define PROXY_MAX_MESSAGE_SIZE (16u * 1024 * 1024)

@@ -20,6 +20,33 @@
  * PROXY_PULL_PROGRESS_INTERVAL_US, and is the only sender until the final
  * message.
  *
+ * Lazy layers. Unless the request says LAZY_NEVER, a layer whose descriptor
+ * carries the eStargz annotation containerd.io/snapshot/stargz/toc.digest
+ * (and whose blob is not stored already) is not downloaded: the unpacker
+ * asks the snapshotter for a remote snapshot instead, with the labels of
+ * containerd's remote-snapshotter protocol (snapshot.ref = "@strata/
+ * <chainID>", stargz.reference = the repository at the platform manifest's
+ * digest, stargz.digest, toc.digest). The snapshotter reads and verifies the
+ * TOC, mounts the layer through FUSE and commits it under "@strata/
+ * <chainID>" with the parent chain, exactly where an unpacked layer would
+ * be, and answers AlreadyExists; the image record and `strata run` see no
+ * difference. When it falls back instead (a normal active snapshot comes
+ * back), LAZY_AUTO downloads and unpacks that layer into it, after finding
+ * out why with one footer + TOC read of our own (the snapshotter only logs
+ * its reason) and saying so in a progress message; LAZY_ALWAYS fails with
+ * the reason. The layer blob of a lazy layer is never stored: the chunk
+ * cache keeps what was read.
+ *
+ * Integrity of lazy layers. The diff ID (sha256 of the uncompressed tar)
+ * cannot be checked without reading the whole layer, which is what lazy
+ * pulling avoids. stargz's chain of trust replaces it: the manifest is
+ * verified against its digest, the manifest names the TOC digest, the TOC
+ * is verified against it before anything is mounted, and every chunk read
+ * is verified against the TOC's chunkDigest before a byte is returned. The
+ * image record says which layers were mounted lazily (label
+ * strata.io/lazy.layers) and that their diff IDs were not verified
+ * (strata.io/lazy.integrity).
+ *
  * Concurrent pulls in one daemon share layers: a process-wide set of busy
  * names serialises the download of one blob ("blob:<digest>") and the unpack
  * of one chain ("chain:<chainID>"); whoever comes second finds the work done.
@@ -47,6 +74,16 @@
 #define LABEL_GC_MANIFEST  "containerd.io/gc.ref.content.m."
 #define LABEL_SOURCE       "containerd.io/distribution.source."
 #define MAX_MESSAGES       8
+#define LABEL_TARGET       "containerd.io/snapshot.ref"
+#define LABEL_REMOTE       "containerd.io/snapshot/remote"
+#define LABEL_SGZ_REF      "containerd.io/snapshot/remote/stargz.reference"
+#define LABEL_SGZ_DIGEST   "containerd.io/snapshot/remote/stargz.digest"
+#define LABEL_LAYER_DIGEST "strata.io/layer.digest"
+#define LABEL_LAZY_LAYERS  "strata.io/lazy.layers"
+#define LABEL_LAZY_INTEG   "strata.io/lazy.integrity"
+#define LAZY_INTEGRITY                                                                        \
+	"toc.digest from the verified manifest, every chunk verified when read; diff IDs of " \
+	"lazy layers not verified"
 
 typedef Strata__Images__V1__LayerProgress__State LayerState;
 #define ST(x) STRATA__IMAGES__V1__LAYER_PROGRESS__STATE__##x
@@ -140,6 +177,10 @@ struct pull_layer {
 	char ingest[PROXY_STRATA_KEY_MAX]; /* "@strata/pull/<digest>" */
 	bool need_download;                /* fixed before the threads start */
 	bool need_extract;
+	/* Try a remote (lazy) snapshot first; no download unless that fails
+	 * (then the unpacker downloads it itself). Fixed before the threads
+	 * start, like need_download. */
+	bool lazy_try;
 
 	/* Protected by job->lock. */
 	LayerState state;
@@ -160,6 +201,8 @@ struct pull_job {
 	struct content_image_manifest *manifest;
 	struct pull_layer *layers;
 	size_t n_layers;
+	Strata__Images__V1__LazyMode lazy;
+	char *lazy_ref; /* "domain/path@<manifest digest>", for the snapshotter */
 
 	/* lock protects the fields below and every layer's "protected" part;
 	 * cond is broadcast when a download makes progress, starts or ends,
@@ -572,21 +615,25 @@ static int wait_download(struct pull_job *job, struct pull_layer *l, bool until_
 	return r;
 }
 
+/* Unpack layer l into the active snapshot extract_key (made here unless
+ * prepared) and commit it. downloading: l's blob is being (or was) fetched
+ * into its ingest by a downloader; otherwise it is read from the store. */
 static int unpack_into(struct pull_job *job, struct pull_layer *l, const char *parent,
-                       const char *extract_key, struct strata_error **ret_err)
+                       const char *extract_key, bool downloading, bool prepared,
+                       struct strata_error **ret_err)
 {
 	struct snap_store *snaps = job->img->snaps;
 	_cleanup_(content_reader_freep) struct content_reader *blob = NULL;
 	struct layer_source src = {job, l, NULL, 0};
 	struct snap_mount *mounts = NULL;
 	char got[STRATA_DIGEST_STRING_MAX], want[STRATA_DIGEST_STRING_MAX];
-	struct snap_label label = {(char *)"strata.io/layer.digest", l->digest_str};
+	struct snap_label label = {(char *)LABEL_LAYER_DIGEST, l->digest_str};
 	struct strata_digest diff_id;
 	size_t n_mounts = 0;
 	bool follow;
 	int r;
 
-	if (l->need_download) {
+	if (downloading) {
 		r = wait_download(job, l, false, ret_err);
 		if (r < 0)
 			return r;
@@ -601,7 +648,8 @@ static int unpack_into(struct pull_job *job, struct pull_layer *l, const char *p
 		src.blob = blob;
 	}
 
-	r = snap_prepare(snaps, extract_key, parent, NULL, 0, &mounts, &n_mounts, NULL);
+	r = prepared ? 0
+	             : snap_prepare(snaps, extract_key, parent, NULL, 0, &mounts, &n_mounts, NULL);
 	if (r == -EEXIST) {
 		/* left by a crashed pull: we hold the chain, nobody else uses it */
 		(void)snap_remove(snaps, extract_key, NULL);
@@ -615,7 +663,7 @@ static int unpack_into(struct pull_job *job, struct pull_layer *l, const char *p
 	job_set_state(job, l, ST(EXTRACTING));
 
 	r = snap_apply_layer(snaps, extract_key, layer_read, &src, &diff_id, NULL, ret_err);
-	if (r >= 0 && l->need_download)
+	if (r >= 0 && downloading)
 		r = wait_download(job, l, true, ret_err); /* the blob is verified */
 	if (r >= 0 && !strata_digest_equal(&diff_id, &l->diff_id))
 		r = strata_error_set(ret_err, -EBADMSG,
@@ -629,6 +677,150 @@ static int unpack_into(struct pull_job *job, struct pull_layer *l, const char *p
 		return strata_error_prefix(ret_err, r, "layer %s", l->digest_str);
 	}
 	return 0;
+}
+
+/* --- lazy layers ---------------------------------------------------------- */
+
+/* Why layer l cannot be served lazily, found with our own footer + TOC read
+ * (the snapshotter logs its reason but does not return it). Only called
+ * when the snapshotter fell back, so the extra requests are noise next to
+ * the full download that follows. */
+static char *lazy_diagnose(struct pull_job *job, struct pull_layer *l)
+{
+	const char *toc_s =
+	        content_image_descriptor_annotation(l->desc, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;
+	_cleanup_error_ struct strata_error *err = NULL;
+	struct strata_digest tocd;
+	uint64_t fetched = 0;
+	char *m = NULL;
+	int r;
+
+	if (!toc_s)
+		return strdup("no " CONTENT_ESTARGZ_TOC_DIGEST_LABEL " annotation: not eStargz");
+	if (strata_digest_parse(toc_s, &tocd, NULL) < 0)
+		return strdup("bad " CONTENT_ESTARGZ_TOC_DIGEST_LABEL " annotation");
+	r = content_estargz_open_remote(job->client, job->ref, &l->desc->digest,
+	                                (uint64_t)l->desc->size, &tocd, &toc, NULL, NULL, &fetched,
+	                                &err);
+	if (r == -EMEDIUMTYPE)
+		return strdup("not eStargz (no eStargz footer)");
+	if (r == -EOPNOTSUPP)
+		return strdup("the registry ignores Range requests");
+	if (r < 0) {
+		if (asprintf(&m, "cannot read its eStargz TOC: %s",
+		             err ? strata_error_message(err) : strerror(-r)) < 0)
+			m = NULL;
+		return m;
+	}
+	return strdup("the snapshotter refused it (the daemon's log says why)");
+}
+
+struct inline_download {
+	struct pull_job *job;
+	struct pull_layer *l;
+};
+
+static void *inline_download_main(void *userdata)
+{
+	struct inline_download *d = userdata;
+
+	download_layer(d->job, d->l);
+	return NULL;
+}
+
+/* Mount layer l lazily as "@strata/<chainID>": 1 when done. When the
+ * snapshotter falls back: LAZY_AUTO downloads and unpacks it (0), anything
+ * else fails with the reason. The caller holds the chain's busy name. */
+static int lazy_layer(struct pull_job *job, struct pull_layer *l, const char *parent,
+                      const char *extract_key, struct strata_error **ret_err)
+{
+	struct snap_store *snaps = job->img->snaps;
+	const char *toc_s =
+	        content_image_descriptor_annotation(l->desc, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+	const struct snap_label labels[] = {
+	        {(char *)LABEL_TARGET, l->key},
+	        {(char *)LABEL_SGZ_REF, job->lazy_ref},
+	        {(char *)LABEL_SGZ_DIGEST, l->digest_str},
+	        {(char *)CONTENT_ESTARGZ_TOC_DIGEST_LABEL, (char *)toc_s},
+	        {(char *)LABEL_LAYER_DIGEST, l->digest_str},
+	};
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ char *why = NULL;
+	struct inline_download dl = {job, l};
+	struct snap_mount *mounts = NULL;
+	struct snap_info info = {0};
+	struct snap_lazy_stats st = {0};
+	size_t n_mounts = 0;
+	pthread_t thread;
+	bool remote;
+	int r;
+
+	/* Left by a crashed pull (we hold the chain, nobody else uses the key);
+	 * an existing key would read as the AlreadyExists of success below. */
+	(void)snap_remove(snaps, extract_key, NULL);
+	r = snap_prepare(snaps, extract_key, parent, labels, ELEMENTSOF(labels), &mounts, &n_mounts,
+	                 &err);
+	if (r == -EEXIST) {
+		remote = snap_stat(snaps, l->key, &info, NULL) >= 0 &&
+		         info.kind == SNAP_KIND_COMMITTED && snap_info_label(&info, LABEL_REMOTE);
+		snap_info_done(&info);
+		if (!remote)
+			return strata_error_set(
+			        ret_err, -EEXIST,
+			        "layer %s: %s exists but is not its remote snapshot", l->digest_str,
+			        l->key);
+		if (snap_lazy_stats(snaps, l->key, &st) >= 0) {
+			pthread_mutex_lock(&job->lock);
+			l->done = (int64_t)st.bytes_fetched;
+			job->bytes_changed = true;
+			pthread_mutex_unlock(&job->lock);
+		}
+		log_debug("pull: layer %s: mounted lazily as %s", l->digest_str, l->key);
+		job_message(job,
+		            "layer %s: mounted lazily (eStargz), %" PRIu64 " of %" PRId64
+		            " bytes fetched",
+		            l->digest_str, st.bytes_fetched, l->desc->size);
+		job_set_state(job, l, ST(LAZY));
+		return 1;
+	}
+	if (r < 0) {
+		strata_error_propagate(ret_err, &err);
+		return strata_error_prefix(ret_err, r, "layer %s: prepare remote snapshot",
+		                           l->digest_str);
+	}
+	snap_mounts_free(mounts, n_mounts);
+
+	why = lazy_diagnose(job, l);
+	if (!why) {
+		(void)snap_remove(snaps, extract_key, NULL);
+		return -ENOMEM;
+	}
+	if (job->lazy != STRATA__IMAGES__V1__LAZY_MODE__LAZY_AUTO) {
+		(void)snap_remove(snaps, extract_key, NULL);
+		return strata_error_set(ret_err, -EOPNOTSUPP,
+		                        "layer %s cannot be mounted lazily: %s", l->digest_str,
+		                        why);
+	}
+	log_info("pull: layer %s cannot be mounted lazily: %s: pulling it in full", l->digest_str,
+	         why);
+	job_message(job, "layer %s cannot be mounted lazily: %s: pulling it in full", l->digest_str,
+	            why);
+
+	/* The downloaders skip this layer (need_download is false): fetch it
+	 * on a thread of its own so that the unpack still follows the
+	 * download, into the active snapshot the fallback gave us. */
+	r = -pthread_create(&thread, NULL, inline_download_main, &dl);
+	if (r < 0) {
+		(void)snap_remove(snaps, extract_key, NULL);
+		return strata_error_set_errno(ret_err, r, "layer %s: start download",
+		                              l->digest_str);
+	}
+	r = unpack_into(job, l, parent, extract_key, true, true, ret_err);
+	if (r < 0)
+		job_cancel(job, r); /* stops the download */
+	pthread_join(thread, NULL);
+	return r < 0 ? r : 0;
 }
 
 static int unpack_layer(struct pull_job *job, size_t i, struct strata_error **ret_err)
@@ -655,11 +847,15 @@ static int unpack_layer(struct pull_job *job, size_t i, struct strata_error **re
 	snap_info_done(&info);
 	snprintf(extract_key, sizeof(extract_key), PROXY_STRATA_EXTRACT_PREFIX "%s",
 	         strata_digest_format(&l->chain_id, d));
-	r = unpack_into(job, l, i > 0 ? job->layers[i - 1].key : NULL, extract_key, ret_err);
+	if (l->lazy_try)
+		r = lazy_layer(job, l, i > 0 ? job->layers[i - 1].key : NULL, extract_key, ret_err);
+	else
+		r = unpack_into(job, l, i > 0 ? job->layers[i - 1].key : NULL, extract_key,
+		                l->need_download, false, ret_err);
 	busy_release(busy);
-	if (r >= 0)
+	if (r == 0)
 		job_set_state(job, l, ST(DONE));
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* --- manifests and config -------------------------------------------------- */
@@ -872,6 +1068,39 @@ static int store_index(struct pull_job *job, const struct content_image_index *i
 	return r;
 }
 
+/* The record's labels naming the layers served lazily (their chains are
+ * remote snapshots, whoever made them) and what vouches for them: 0 or 2
+ * labels, sorted; labels[1].value is malloc'd. */
+static int lazy_record_labels(struct pull_job *job, struct content_label labels[2], size_t *ret_n)
+{
+	_cleanup_free_ char *list = NULL;
+	size_t len = 0;
+
+	*ret_n = 0;
+	for (size_t i = 0; i < job->n_layers; i++) {
+		struct pull_layer *l = &job->layers[i];
+		struct snap_info info = {0};
+		bool remote = snap_stat(job->img->snaps, l->key, &info, NULL) >= 0 &&
+		              snap_info_label(&info, LABEL_REMOTE);
+		char *p;
+
+		snap_info_done(&info);
+		if (!remote)
+			continue;
+		p = realloc(list, len + strlen(l->digest_str) + 2);
+		if (!p)
+			return -ENOMEM;
+		list = p;
+		len += (size_t)sprintf(list + len, "%s%s", len ? "," : "", l->digest_str);
+	}
+	if (!list)
+		return 0;
+	labels[0] = (struct content_label){(char *)LABEL_LAZY_INTEG, (char *)LAZY_INTEGRITY};
+	labels[1] = (struct content_label){(char *)LABEL_LAZY_LAYERS, TAKE_PTR(list)};
+	*ret_n = 2;
+	return 0;
+}
+
 struct pins {
 	struct content_store *s;
 	struct strata_digest d[8];
@@ -905,11 +1134,16 @@ static int start_layers(struct pull_job *job, const struct content_image_config 
 	_cleanup_free_ struct strata_digest *chains = NULL;
 	int r;
 
-	job->n_layers = m->n_layers;
 	job->layers = calloc(MAX(m->n_layers, (size_t)1), sizeof(*job->layers));
 	chains = calloc(MAX(m->n_layers, (size_t)1), sizeof(*chains));
 	if (!job->layers || !chains)
 		return -ENOMEM;
+	/* job->n_layers stays 0 until every layer is filled in (below): the
+	 * progress thread reads job->layers[0..n_layers) whenever a message
+	 * wakes it, and job_message() is called from this loop. Nothing to
+	 * close before that: no download has started. */
+	for (size_t i = 0; i < m->n_layers; i++)
+		job->layers[i].data_fd = -1;
 	if (m->n_layers > 0) {
 		r = content_image_chain_ids(cfg->diff_ids, cfg->n_diff_ids, chains);
 		if (r < 0)
@@ -919,7 +1153,8 @@ static int start_layers(struct pull_job *job, const struct content_image_config 
 		struct pull_layer *l = &job->layers[i];
 		struct snap_info info = {0};
 		char d[STRATA_DIGEST_STRING_MAX];
-		bool have_chain, have_blob;
+		bool have_chain, have_blob, remote_chain;
+		const char *toc;
 
 		l->desc = &m->layers[i];
 		l->diff_id = cfg->diff_ids[i];
@@ -935,13 +1170,41 @@ static int start_layers(struct pull_job *job, const struct content_image_config 
 			                        l->digest_str, strempty(l->desc->media_type));
 		have_chain = snap_stat(job->img->snaps, l->key, &info, NULL) >= 0 &&
 		             info.kind == SNAP_KIND_COMMITTED;
+		remote_chain = have_chain && snap_info_label(&info, LABEL_REMOTE);
 		snap_info_done(&info);
 		have_blob = content_info(job->img->content, &l->desc->digest, NULL, NULL) >= 0;
+		toc = content_image_descriptor_annotation(l->desc,
+		                                          CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
 		l->need_extract = !have_chain;
-		l->need_download = !have_blob;
+		/* a lazy chain never needs its blob */
+		l->need_download = !have_blob && !remote_chain;
+		/* A stored blob unpacks without the network: only layers we would
+		 * download are candidates. */
+		if (l->need_extract && !have_blob &&
+		    job->lazy != STRATA__IMAGES__V1__LAZY_MODE__LAZY_NEVER) {
+			if (toc) {
+				l->lazy_try = true;
+				l->need_download = false;
+			} else if (job->lazy == STRATA__IMAGES__V1__LAZY_MODE__LAZY_ALWAYS) {
+				return strata_error_set(ret_err, -EOPNOTSUPP,
+				                        "layer %s cannot be mounted lazily: no %s "
+				                        "annotation: not eStargz",
+				                        l->digest_str,
+				                        CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+			} else {
+				job_message(job,
+				            "layer %s is not eStargz (no %s annotation): pulling "
+				            "it in full",
+				            l->digest_str, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+			}
+		}
 		l->state = l->need_extract || l->need_download ? ST(WAITING) : ST(EXISTS);
 		l->done = have_blob ? l->desc->size : 0;
 	}
+	pthread_mutex_lock(&job->lock);
+	job->n_layers = m->n_layers;
+	job->state_changed = true;
+	pthread_mutex_unlock(&job->lock);
 	return 0;
 }
 
@@ -1022,7 +1285,8 @@ static int pull_image(struct pull_job *job, const Strata__Images__V1__PullReques
 			return strata_error_prefix(ret_err, r, "fetch manifest %s",
 			                           strata_digest_format(&mdesc.digest, d));
 		}
-		job_message(job, "selected %s for %s", d, strempty(ret->platform));
+		job_message(job, "selected %s for %s", strata_digest_format(&mdesc.digest, d),
+		            strempty(ret->platform));
 		break;
 	}
 	case CONTENT_MEDIA_MANIFEST:
@@ -1037,6 +1301,17 @@ static int pull_image(struct pull_job *job, const Strata__Images__V1__PullReques
 		                        d, strempty(ret->top.media_type));
 	}
 	ret->manifest_digest = mdesc.digest;
+	{
+		/* Remote snapshots find the layer through the platform manifest
+		 * itself: no tag to move meanwhile, no index to choose from. */
+		_cleanup_free_ char *repo = content_ref_name(job->ref);
+		if (!repo || asprintf(&job->lazy_ref, "%s@%s", repo,
+		                      strata_digest_format(&mdesc.digest, d)) < 0) {
+			job->lazy_ref = NULL;
+			content_image_descriptor_done(&mdesc);
+			return -ENOMEM;
+		}
+	}
 	r = content_image_manifest_parse(man_buf, man_len, mdesc.media_type, &job->manifest,
 	                                 ret_err);
 	content_image_descriptor_done(&mdesc);
@@ -1092,6 +1367,7 @@ static int pull_image(struct pull_job *job, const Strata__Images__V1__PullReques
 		ret->size += job->manifest->layers[i].size;
 
 	{
+		struct content_label lazy_labels[2] = {{0}};
 		struct content_image_record rec = {
 		        .name = content_ref_format(job->ref),
 		        .digest = ret->top.digest,
@@ -1113,7 +1389,11 @@ static int pull_image(struct pull_job *job, const Strata__Images__V1__PullReques
 			rec.chain_ids[i] = job->layers[i].chain_id;
 		}
 		if (r >= 0)
+			r = lazy_record_labels(job, lazy_labels, &rec.n_labels);
+		rec.labels = lazy_labels;
+		if (r >= 0)
 			r = content_image_put(s, &rec, ret_err);
+		free(lazy_labels[1].value);
 		free(rec.name);
 		free(rec.layers);
 		free(rec.chain_ids);
@@ -1137,6 +1417,7 @@ static void job_done(struct pull_job *job)
 	content_registry_client_free(job->client);
 	content_ref_free(job->ref);
 	free(job->source_key);
+	free(job->lazy_ref);
 	pthread_mutex_destroy(&job->lock);
 	pthread_cond_destroy(&job->cond);
 	pthread_cond_destroy(&job->progress_cond);
@@ -1155,10 +1436,7 @@ int proxy_pull(struct proxy_images *img, struct proxy_call *call,
 	bool progress_running = false;
 	int r;
 
-	if (req->lazy == STRATA__IMAGES__V1__LAZY_MODE__LAZY_ALWAYS)
-		return strata_error_set(ret_err, -ENOSYS,
-		                        "pull %s: lazy pull not implemented yet (use --no-lazy)",
-		                        strempty(req->ref));
+	job.lazy = req->lazy;
 	pthread_mutex_init(&job.lock, NULL);
 	pthread_cond_init(&job.cond, NULL);
 	{
@@ -1190,9 +1468,6 @@ int proxy_pull(struct proxy_images *img, struct proxy_call *call,
 		progress_running = r >= 0;
 	}
 	if (r >= 0) {
-		if (req->lazy == STRATA__IMAGES__V1__LAZY_MODE__LAZY_AUTO)
-			job_message(&job,
-			            "lazy pull not implemented yet: pulling every layer in full");
 		pthread_rwlock_rdlock(&img->prune_lock);
 		r = pull_image(&job, req, &want, &pulled, ret_err);
 		pthread_rwlock_unlock(&img->prune_lock);

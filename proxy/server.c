@@ -7,7 +7,14 @@
  * Threading model
  *   - One I/O thread (the one in proxy_server_run) owns the listening socket,
  *     every connection and every nghttp2_session. nghttp2 is not thread-safe:
- *     nothing else ever touches a session.
+ *     whoever touches a session holds the server's io_lock. The I/O thread
+ *     holds it except while it sleeps in epoll_wait; a worker that posts its
+ *     call while the I/O thread sleeps takes it (trylock, never waiting) and
+ *     submits and sends that call's response itself (proxy_server_progress_
+ *     now): a unary call then costs one thread switch each way, not two on
+ *     the way back. Workers never accept, read, free a connection or change
+ *     its epoll registration; what they cannot finish they leave marked
+ *     dirty for the I/O thread and kick it.
  *   - Handlers run on a bounded worker pool (call.c). They may block (fsync,
  *     directory walks, mounts); the I/O thread never does.
  *   - A request becomes a struct proxy_call. Unary and server-streaming calls
@@ -15,9 +22,10 @@
  *     calls at once, their request messages queued to the handler in order
  *     (proxy_call_recv).
  *   - Handlers queue responses and the final status on the call (under its
- *     lock) and post it on the server's wake queue + eventfd; the I/O thread
- *     then submits HEADERS, resumes the deferred data provider, or sends
- *     trailers.
+ *     lock) and post it: pushed out at once as above, or put on the server's
+ *     wake queue + eventfd when the I/O thread is busy; it then submits
+ *     HEADERS, resumes the deferred data provider, or sends trailers. A unary
+ *     response is posted only with its status (one write to the client).
  *   - Flow control, outbound: the data provider copies from the call's queue
  *     and returns NGHTTP2_ERR_DEFERRED when it is empty; proxy_call_send()
  *     blocks once PROXY_OUT_LIMIT bytes are queued, so a client that stops
@@ -435,14 +443,12 @@ static void request_data(struct proxy_call *call, const uint8_t *data, size_t le
 				call_reject(call, -ECANCELED, GRPC_RESOURCE_EXHAUSTED, msg);
 				return;
 			}
-			call->frame_msg = malloc(sizeof(struct proxy_buf) + mlen);
+			call->frame_msg = proxy_buf_get(call->server, mlen);
 			if (!call->frame_msg) {
 				call_reject(call, -ECANCELED, GRPC_RESOURCE_EXHAUSTED,
 				            "out of memory");
 				return;
 			}
-			call->frame_msg->next = NULL;
-			call->frame_msg->len = mlen;
 			call->frame_msg_have = 0;
 		} else {
 			size_t n = MIN(call->frame_msg->len - call->frame_msg_have, len);
@@ -800,6 +806,26 @@ static int conn_read(struct proxy_conn *c)
 
 /* --- the loop --- */
 
+/* Act on a posted call (with io_lock): return withheld window, push out
+ * its response. */
+static void call_wake(struct proxy_call *call)
+{
+	size_t release = 0;
+
+	(void)pthread_mutex_lock(&call->lock);
+	call->wake_pending = false;
+	if (call->unconsumed > 0 && call->in_bytes < PROXY_IN_LIMIT) {
+		release = call->unconsumed;
+		call->unconsumed = 0;
+	}
+	(void)pthread_mutex_unlock(&call->lock);
+	if (call->conn && release > 0) {
+		(void)nghttp2_session_consume_stream(call->conn->session, call->stream_id, release);
+		call->conn->dirty = true;
+	}
+	call_progress(call);
+}
+
 static void process_wakes(struct proxy_server *s)
 {
 	struct proxy_call **w;
@@ -814,25 +840,77 @@ static void process_wakes(struct proxy_server *s)
 	(void)pthread_mutex_unlock(&s->wake_lock);
 
 	for (size_t i = 0; i < n; i++) {
-		struct proxy_call *call = w[i];
-		size_t release = 0;
-
-		(void)pthread_mutex_lock(&call->lock);
-		call->wake_pending = false;
-		if (call->unconsumed > 0 && call->in_bytes < PROXY_IN_LIMIT) {
-			release = call->unconsumed;
-			call->unconsumed = 0;
-		}
-		(void)pthread_mutex_unlock(&call->lock);
-		if (call->conn && release > 0) {
-			(void)nghttp2_session_consume_stream(call->conn->session, call->stream_id,
-			                                     release);
-			call->conn->dirty = true;
-		}
-		call_progress(call);
-		(void)proxy_call_unref(call);
+		call_wake(w[i]);
+		(void)proxy_call_unref(w[i]);
 	}
 	free(w);
+}
+
+/* conn_flush() for a worker holding io_lock: moves nghttp2's output to the
+ * socket but never frees the connection nor changes what epoll watches.
+ * -1 when something is left for the I/O thread (output the socket did not
+ * take, an error). */
+static int conn_send_now(struct proxy_conn *c)
+{
+	for (;;) {
+		while (c->out_len - c->out_off < CONN_OUT_HIGH) {
+			const uint8_t *data;
+			ssize_t n = nghttp2_session_mem_send(c->session, &data);
+
+			if (n < 0)
+				return -1;
+			if (n == 0)
+				break;
+			if (conn_out_append(c, data, (size_t)n) < 0)
+				return -1;
+		}
+		if (c->out_off == c->out_len)
+			return 0;
+
+		ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+		                 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c->out_off += (size_t)w;
+		if (c->out_off < c->out_len)
+			return -1;
+	}
+}
+
+bool proxy_server_progress_now(struct proxy_call *call)
+{
+	struct proxy_server *s = call->server;
+	bool kick = false;
+
+	/* Busy I/O thread: it takes the wake queue soon enough. */
+	if (pthread_mutex_trylock(&s->io_lock) != 0)
+		return false;
+	/* Draining and closing stay with the I/O thread. */
+	if (s->stopping) {
+		(void)pthread_mutex_unlock(&s->io_lock);
+		return false;
+	}
+	call_wake(call);
+	/* call->conn is valid under io_lock (NULL once the stream is gone). */
+	if (call->conn) {
+		struct proxy_conn *c = call->conn;
+
+		if (conn_send_now(c) < 0) {
+			c->dirty = true;
+			kick = true;
+		} else {
+			/* Let the I/O thread re-check what to watch and whether
+			 * the session is over, at its next wakeup. */
+			c->dirty = true;
+		}
+	}
+	(void)pthread_mutex_unlock(&s->io_lock);
+	if (kick)
+		proxy_server_kick(s);
+	return true;
 }
 
 static void expire_deadlines(struct proxy_server *s, uint64_t now)
@@ -888,9 +966,10 @@ int proxy_server_run(struct proxy_server *s)
 {
 	struct epoll_event ev[64];
 
+	(void)pthread_mutex_lock(&s->io_lock);
 	for (;;) {
 		uint64_t now = proxy_now_usec();
-		int n;
+		int n, timeout;
 
 		if (s->stopping && s->n_conns == 0)
 			break;
@@ -901,10 +980,15 @@ int proxy_server_run(struct proxy_server *s)
 			break;
 		}
 
-		n = epoll_wait(s->epoll_fd, ev, ELEMENTSOF(ev), next_timeout_ms(s, now));
+		/* Workers may push responses out themselves while we sleep. */
+		timeout = next_timeout_ms(s, now);
+		(void)pthread_mutex_unlock(&s->io_lock);
+		n = epoll_wait(s->epoll_fd, ev, ELEMENTSOF(ev), timeout);
+		(void)pthread_mutex_lock(&s->io_lock);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			(void)pthread_mutex_unlock(&s->io_lock);
 			return log_debug_errno(-errno, "epoll_wait");
 		}
 		for (int i = 0; i < n; i++) {
@@ -936,6 +1020,7 @@ int proxy_server_run(struct proxy_server *s)
 		}
 	}
 
+	(void)pthread_mutex_unlock(&s->io_lock);
 	/* Every connection is gone, so every call is finished or cancelled:
 	 * the workers return promptly. */
 	proxy_pool_shutdown(&s->pool);
@@ -974,6 +1059,8 @@ int proxy_server_new(const struct proxy_server_config *cfg, struct proxy_server 
 		return -ENOMEM;
 	s->listen_fd = s->epoll_fd = s->wake_fd = -1;
 	(void)pthread_mutex_init(&s->wake_lock, NULL);
+	(void)pthread_mutex_init(&s->io_lock, NULL);
+	(void)pthread_mutex_init(&s->buf_lock, NULL);
 	s->drain_timeout_ms = cfg->drain_timeout_ms ? cfg->drain_timeout_ms : 10000;
 	s->address = strdup(cfg->address);
 	if (!s->address)
@@ -1063,6 +1150,10 @@ struct proxy_server *proxy_server_free(struct proxy_server *s)
 	free(s->services);
 	free(s->address);
 	(void)pthread_mutex_destroy(&s->wake_lock);
+	(void)pthread_mutex_destroy(&s->io_lock);
+	for (size_t i = 0; i < s->n_spare; i++)
+		free(s->spare[i]);
+	(void)pthread_mutex_destroy(&s->buf_lock);
 	free(s);
 	return NULL;
 }

@@ -419,7 +419,23 @@ static int content_svc_abort(struct proxy_call *call, const ProtobufCMessage *re
 	return send_empty(call);
 }
 
-/* One Write request: act on it and answer. Returns 1 after a commit. */
+/* WriteContentRequest.data: decoded in place (proxy_call_recv_msg). */
+#define WRITE_DATA_FIELD 6
+
+/*
+ * One Write request: act on it and answer. Returns 1 after a commit.
+ *
+ * A WRITE's bytes are staged (content_writer_stage: hashed here while the
+ * writer's flusher copies them into the ingest file), answered, and then
+ * flushed (waiting for that copy) before the next request is read: the copy
+ * overlaps the hashing and the answer's trip to the client. The answer claims
+ * nothing the client could lose: the offset and digest it reports are what
+ * the ingest holds once the flush succeeds, nothing is durable before COMMIT
+ * anyway (the ingest is not fsync'd until then, as in containerd's local
+ * store), and a failed flush ends the stream with that error before any later
+ * request is acted on, the ingest rolled back to the bytes actually written
+ * (a resumed writer asks Status and continues from there).
+ */
 static int write_step(struct proxy_call *call, struct content_store *store,
                       struct content_writer *w,
                       const Containerd__Services__Content__V1__WriteContentRequest *req,
@@ -443,8 +459,12 @@ static int write_step(struct proxy_call *call, struct content_store *store,
 		if (r < 0)
 			return strata_error_set_errno(ret_err, r, "write status");
 		if (req->data.len > 0 || (req->offset == 0 && st.offset > 0)) {
-			r = content_writer_write(w, req->offset, req->data.data, req->data.len,
-			                         ret_err);
+			if (req->action == CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__WRITE)
+				r = content_writer_stage(w, req->offset, req->data.data,
+				                         req->data.len, ret_err);
+			else
+				r = content_writer_write(w, req->offset, req->data.data,
+				                         req->data.len, ret_err);
 			if (r < 0)
 				return r;
 		}
@@ -511,11 +531,14 @@ static int content_svc_write(struct proxy_call *call, const ProtobufCMessage *re
 	int r;
 
 	for (;;) {
-		Containerd__Services__Content__V1__WriteContentRequest *req = NULL;
+		Containerd__Services__Content__V1__WriteContentRequest *req;
+		struct proxy_msg m;
 
-		r = proxy_call_recv(call, (ProtobufCMessage **)&req);
+		/* The 1 MiB chunks are used from the receive buffer, not copied. */
+		r = proxy_call_recv_msg(call, WRITE_DATA_FIELD, &m);
 		if (r <= 0)
 			return r; /* half-close keeps the ingest for resuming */
+		req = (Containerd__Services__Content__V1__WriteContentRequest *)m.msg;
 		if (!w) {
 			struct strata_digest expected;
 			bool have_expected = req->expected && *req->expected;
@@ -533,7 +556,14 @@ static int content_svc_write(struct proxy_call *call, const ProtobufCMessage *re
 		}
 		if (r >= 0)
 			r = write_step(call, userdata, w, req, &total, ret_err);
-		protobuf_c_message_free_unpacked(&req->base, NULL);
+		if (w) {
+			/* Whatever happened, the staged chunk's bytes (in m) are
+			 * written before m goes. */
+			int f = content_writer_flush(w, r >= 0 ? ret_err : NULL);
+			if (f < 0 && r >= 0)
+				r = f;
+		}
+		proxy_msg_done(&m);
 		if (r != 0)
 			return r < 0 ? r : 0;
 	}

@@ -12,7 +12,7 @@ build_pkgs=(
 	build-essential meson ninja-build pkg-config git ca-certificates
 	libfuse3-dev libarchive-dev libcurl4-openssl-dev libssl-dev liblmdb-dev
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-	zlib1g-dev libzstd-dev libsystemd-dev libcmocka-dev
+	zlib1g-dev libdeflate-dev libzstd-dev libsystemd-dev libcmocka-dev
 )
 run_pkgs=(
 	fuse3 lmdb-utils containerd runc containernetworking-plugins iptables
@@ -22,6 +22,7 @@ test_pkgs=(
 	bats docker-registry skopeo umoci busybox-static stargz-snapshotter
 	clang-format curl jq openssl python3 e2fsprogs
 	python3-grpcio python3-protobuf python3-h2 protobuf-compiler valgrind
+	apache2-utils attr libcap2-bin hyperfine
 )
 
 missing=()

@@ -325,3 +325,20 @@ int64_t content_registry_read_range(struct content_registry_client *c,
                                     const struct content_ref *ref,
                                     const struct strata_digest *digest, uint64_t offset, size_t len,
                                     void *buf, struct strata_error **ret_err);
+
+/* --- push (push.c; `strata convert`) ------------------------------------------ */
+
+/*
+ * Upload blob `digest` (buf, len bytes) to ref's repository on the first
+ * host with the push capability: HEAD first (*ret_existed = true and nothing
+ * sent when the registry has it), else POST /blobs/uploads/ and one
+ * monolithic PUT ?digest=. Bearer tokens are asked for "pull,push".
+ */
+int content_registry_push_blob(struct content_registry_client *c, const struct content_ref *ref,
+                               const struct strata_digest *digest, const void *buf, size_t len,
+                               bool *ret_existed, struct strata_error **ret_err);
+/* PUT a manifest or index under `reference` (a tag or "sha256:..."). Push
+ * the blobs and child manifests it names first. */
+int content_registry_push_manifest(struct content_registry_client *c, const struct content_ref *ref,
+                                   const char *reference, const char *media_type, const void *buf,
+                                   size_t len, struct strata_error **ret_err);

@@ -14,6 +14,8 @@ setup() {
 	IMAGE="$REGISTRY/test/busybox:latest"
 	ROOT="$TEST_TMP/strata-root"
 	SOCK="$TEST_TMP/run/strata.sock"
+	# the runtime state dir: the socket's directory
+	STATE="$TEST_TMP/run"
 	mkdir -p "$TEST_TMP/net.d"
 	# Our own CNI config dir: the test never writes the host's /etc/cni/net.d.
 	cat >"$TEST_TMP/config.toml" <<CFG
@@ -23,6 +25,9 @@ CFG
 }
 
 teardown() {
+	# records live in the state dir (stop_strata_root only knows ROOT)
+	local id
+	for id in $(strata ps -a -q 2>/dev/null); do strata rm -f "$id" >/dev/null 2>&1 || true; done
 	stop_strata_root "$ROOT" "$SOCK"
 	common_teardown
 }
@@ -31,11 +36,13 @@ strata() { "$STRATA_BIN" --root "$ROOT" --address "$SOCK" --config "$TEST_TMP/co
 # For `... &`: the background job is the CLI itself, so $! is its pid.
 strata_exec() { exec "$STRATA_BIN" --root "$ROOT" --address "$SOCK" --config "$TEST_TMP/config.toml" "$@"; }
 
-# Nothing of container id $1 left: record, netns, mounts, snapshot.
+# Nothing of container id $1 left: record, log, netns, mounts, snapshot.
 assert_no_leftovers() {
 	local id=$1
+	[ ! -e "$STATE/containers/$id" ]
 	[ ! -e "$ROOT/containers/$id" ]
 	[ ! -e "/run/netns/strata-${id:0:32}" ]
+	! grep -q "$STATE/containers" /proc/self/mountinfo
 	! grep -q "$ROOT/containers" /proc/self/mountinfo
 	! grep -q "strata-${id:0:32}" /proc/self/mountinfo
 	# the image has one layer: one snapshot directory, no container's
@@ -56,7 +63,7 @@ assert_no_leftovers() {
 	# its own session, not ours
 	[ "$(ps -o sid= -p "$pid" | tr -d ' ')" != "$(ps -o sid= -p $$ | tr -d ' ')" ]
 	grep -q "strata serve ready" "$ROOT/strata.log"
-	[ -z "$(ls "$ROOT/containers")" ]
+	[ -z "$(ls "$STATE/containers")" ]
 	assert_no_leftovers none
 	run strata ps -a -q
 	[ -z "$output" ]
@@ -73,7 +80,7 @@ assert_no_leftovers() {
 	[ "$status" -eq 7 ]
 	run strata run --rm --net host "$IMAGE" false
 	[ "$status" -eq 1 ]
-	[ -z "$(ls "$ROOT/containers")" ]
+	[ -z "$(ls "$STATE/containers")" ]
 }
 
 @test "-e, -w, -u and -v are visible inside" {
@@ -116,7 +123,7 @@ assert_no_leftovers() {
 	[ -f "$TEST_TMP/net.d/strata.conflist" ]
 	ip=${lines[0]%/24}
 	[ ! -e "/var/lib/cni/networks/strata/$ip" ]
-	[ -z "$(ls "$ROOT/containers")" ]
+	[ -z "$(ls "$STATE/containers")" ]
 }
 
 @test "-d, ps, logs, stop, rm; records survive a daemon restart" {
@@ -224,7 +231,7 @@ assert_no_leftovers() {
 	status=0
 	wait "$pid" || status=$?
 	[ "$status" -eq 137 ]
-	[ -z "$(ls "$ROOT/containers")" ]
+	[ -z "$(ls "$STATE/containers")" ]
 }
 
 @test "a container whose shim was killed shows as such and rm cleans it" {
@@ -246,6 +253,38 @@ assert_no_leftovers() {
 	! pgrep -f '^sleep 60$'
 }
 
+@test "a run whose CLI was killed: ps still lists it, rm -f leaves nothing" {
+	strata_exec run --plain-http --net none "$IMAGE" sh -c 'echo ready; exec sleep 61' >"$TEST_TMP/out" 2>&1 3>&- &
+	pid=$!
+	wait_for 10 grep -q ready "$TEST_TMP/out"
+	kill -9 "$pid"
+	wait "$pid" || true
+	run strata ps --json
+	echo "$output"
+	[ "$(echo "$output" | jq -r '.[0].state')" = running ]
+	id=$(echo "$output" | jq -r '.[0].id')
+	run strata rm -f "${id:0:12}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_no_leftovers "$id"
+	! pgrep -f '^sleep 61$'
+}
+
+@test "[runtime] state_dir places the records; --net none has lo up" {
+	printf '[runtime]\ncni_conf_dir = "%s"\nstate_dir = "%s"\n' "$TEST_TMP/net.d" "$TEST_TMP/state2" >"$TEST_TMP/config.toml"
+	id=$(strata run -d --plain-http --net none "$IMAGE" sleep 60)
+	[ -f "$TEST_TMP/state2/containers/$id/strata.json" ]
+	[ ! -e "$STATE/containers/$id" ]
+	run strata ps -q
+	[ "$output" = "${id:0:12}" ]
+	run strata rm -f "$id"
+	[ "$status" -eq 0 ]
+	[ ! -e "$TEST_TMP/state2/containers/$id" ]
+	# runc brings lo up in the netns it makes (no CNI, no /run/netns entry)
+	run strata run --rm --net none "$IMAGE" sh -c 'ip -o addr show lo | grep -c 127.0.0.1'
+	[ "$output" = 1 ]
+}
+
 @test "missing runc or shim: the runtime's message, exit 1" {
 	mkdir -p "$TEST_TMP/onlyshim"
 	ln -s "$(command -v containerd-shim-runc-v2)" "$TEST_TMP/onlyshim/"
@@ -257,7 +296,7 @@ assert_no_leftovers() {
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"containerd-shim-runc-v2 not found in PATH"* ]]
-	[ ! -d "$ROOT/containers" ] || [ -z "$(ls "$ROOT/containers")" ]
+	[ ! -d "$STATE/containers" ] || [ -z "$(ls "$STATE/containers")" ]
 }
 
 @test "run of an image that does not exist: exit 1 naming the ref" {
@@ -265,7 +304,7 @@ assert_no_leftovers() {
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"$REGISTRY/test/nothing:here"* ]]
-	[ -z "$(ls "$ROOT/containers" 2>/dev/null)" ]
+	[ -z "$(ls "$STATE/containers" 2>/dev/null)" ]
 }
 
 @test "usage errors exit 2" {

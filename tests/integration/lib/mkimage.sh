@@ -2,10 +2,18 @@
 # mkimage.sh OUT TAG ROOTFS [ROOTFS...]: build an OCI image layout with one
 # gzip'd tar layer per ROOTFS (in order, bottom first) for the host's
 # architecture. Deterministic: fixed mtimes and owners.
+# Environment (all optional):
+#   MKIMAGE_KEEP_OWNERS=1  keep the files' uid/gid instead of root:root
+#   MKIMAGE_ARCH=arm64     the config's architecture (default: the host's)
+#   MKIMAGE_VARIANT=v8     the config's variant (default: none)
 set -euo pipefail
 out=$1 tag=$2
 shift 2
-arch=$(dpkg --print-architecture)
+arch=${MKIMAGE_ARCH:-$(dpkg --print-architecture)}
+owners=(--owner=0 --group=0)
+[ "${MKIMAGE_KEEP_OWNERS:-0}" = 1 ] && owners=()
+variant=""
+[ -n "${MKIMAGE_VARIANT:-}" ] && variant=",\"variant\":\"$MKIMAGE_VARIANT\""
 mkdir -p "$out/blobs/sha256"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -19,7 +27,7 @@ put_blob() { # file -> prints digest hex, moves file into blobs/
 
 layers_json="" diffids_json=""
 for rootfs in "$@"; do
-	tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
+	tar --sort=name --mtime=@1700000000 "${owners[@]}" --numeric-owner \
 		--xattrs --xattrs-include='*' --pax-option=delete=atime,delete=ctime -C "$rootfs" -cf "$tmp/layer.tar" .
 	diffid=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
 	gzip -n -6 "$tmp/layer.tar"
@@ -29,8 +37,8 @@ for rootfs in "$@"; do
 	diffids_json+="${diffids_json:+,}\"sha256:$diffid\""
 done
 
-printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":[%s]},"history":[]}' \
-	"$arch" "$diffids_json" >"$tmp/config.json"
+printf '{"architecture":"%s"%s,"os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":[%s]},"history":[]}' \
+	"$arch" "$variant" "$diffids_json" >"$tmp/config.json"
 csize=$(stat -c %s "$tmp/config.json")
 chex=$(put_blob "$tmp/config.json")
 
