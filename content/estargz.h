@@ -180,8 +180,8 @@ int content_estargz_open_remote(struct content_registry_client *c, const struct 
 #define CONTENT_ESTARGZ_UNCOMPRESSED_SIZE_LABEL "io.containers.estargz.uncompressed-size"
 
 struct content_estargz_build_options {
-	int level;             /* gzip level 1-12 (libdeflate; 12 is its best); 0 = 9 */
-	uint64_t chunk_size;   /* bytes of file data per gzip member; 0 = 4 MiB */
+	int level;                   /* gzip level 1-12 (libdeflate; 12 is its best); 0 = 9 */
+	uint64_t chunk_size;         /* bytes of file data per gzip member; 0 = 4 MiB */
 	const char *const *prefetch; /* paths placed first, before .prefetch.landmark */
 	size_t n_prefetch;
 	unsigned threads; /* compression threads; 0 = online CPUs */
