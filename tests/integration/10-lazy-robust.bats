@@ -1,10 +1,10 @@
 #!/usr/bin/env bats
 # Lazy pulling, the hard cases: a whole image compared file by file with its
 # original tree, a registry that goes away and comes back, a registry that
-# ignores Range, daemon restarts between containers. eStargz images are made
-# by Debian's ctr-remote (an independent producer) and pulled through
-# containerd with its remote-snapshot labels (ctr-remote images rpull) onto
-# Strata's proxy snapshotter.
+# ignores Range or corrupts chunks, daemon restarts between containers.
+# eStargz images are made by Debian's ctr-remote (an independent producer)
+# and pulled through containerd with its remote-snapshot labels (ctr-remote
+# images rpull) onto Strata's proxy snapshotter.
 
 load helpers
 
