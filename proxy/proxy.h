@@ -143,11 +143,13 @@ const char *proxy_call_metadata(const struct proxy_call *call, const char *key);
 const char *proxy_call_path(const struct proxy_call *call);
 
 /* Register a callback run once when the call is cancelled, to wake a producer
- * blocked elsewhere. It runs on the I/O thread WITH the call's lock held: it
- * must only set a flag, signal its own condition variable or write an fd, and
- * must not call proxy_call_*(). Runs at once (in the caller) if the call is
- * already cancelled. Pass fn = NULL to unregister; after that returns, the
- * callback is not running and will not run. */
+ * blocked elsewhere. It runs WITH the call's lock held, on the I/O thread or
+ * on a worker that is inside another call's proxy_call_*() (see io_lock in
+ * proxy/README.md): it must only set a flag, signal its own condition
+ * variable or write an fd, must not call proxy_call_*(), and must not take a
+ * lock that a handler holds while calling proxy_call_*(). Runs at once (in the caller) if the call
+ * is already cancelled. Pass fn = NULL to unregister; after that returns, the callback is not
+ * running and will not run. */
 void proxy_call_on_cancel(struct proxy_call *call, void (*fn)(void *userdata), void *userdata);
 
 /* --- client (client.c): a blocking gRPC client for the strata CLI --- */
