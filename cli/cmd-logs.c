@@ -47,7 +47,8 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 	};
 	_cleanup_(rt_container_freep) struct rt_container *c = NULL;
 	_cleanup_error_ struct strata_error *err = NULL;
-	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ char *state = NULL;
+	const char *path;
 	_cleanup_close_ int fd = -1;
 	bool follow = false;
 	int ch, r;
@@ -64,14 +65,14 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 	if (argc - optind > 1)
 		return cli_usage_error("logs", "one container at a time");
 
-	r = rt_container_load(ctx->root, argv[optind], &c, &err);
+	r = rt_state_dir(ctx->config, ctx->address, &state, &err);
+	if (r >= 0)
+		r = rt_container_load(state, argv[optind], &c, &err);
 	if (r < 0)
 		return cli_fail("logs", "%s", strata_error_message(err));
-	path = path_join(rt_container_dir(c), "container.log");
-	if (!path)
-		return cli_fail("logs", "out of memory");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
+	path = rt_container_log_path(c);
+	fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (!path || (fd < 0 && errno == ENOENT))
 		return cli_fail("logs",
 		                "container %s has no log: only detached containers (run -d) keep "
 		                "their output; an attached one wrote to the terminal that ran it",

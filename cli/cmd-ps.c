@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * strata ps: the container records under ROOT/containers/, each asked of its
- * shim (runtime/ rt_container_inspect). No daemon needed: containers belong
- * to their shims, not to `strata serve`.
+ * strata ps: the container records in the runtime state dir (see
+ * rt_state_dir), each asked of its shim (runtime/ rt_container_inspect). No
+ * daemon needed: containers belong to their shims, not to `strata serve`.
  */
 #include <getopt.h>
 #include <string.h>
@@ -131,6 +131,7 @@ int cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
 	struct row *rows = NULL;
 	size_t n = 0;
 	char **ids = NULL;
+	_cleanup_free_ char *state = NULL;
 	int64_t now = (int64_t)time(NULL);
 	int c, r;
 
@@ -154,7 +155,9 @@ int cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("ps", "unexpected argument \"%s\"", argv[optind]);
 
-	r = rt_container_list(ctx->root, &ids, &err);
+	r = rt_state_dir(ctx->config, ctx->address, &state, &err);
+	if (r >= 0)
+		r = rt_container_list(state, &ids, &err);
 	if (r < 0)
 		return cli_fail("ps", "%s", strata_error_message(err));
 	for (size_t k = 0; ids[k]; k++)
@@ -168,7 +171,7 @@ int cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
 	for (size_t k = 0; ids[k]; k++) {
 		struct rt_container *ct = NULL;
 		/* A record removed meanwhile (a concurrent rm) is skipped. */
-		if (rt_container_load(ctx->root, ids[k], &ct, NULL) < 0)
+		if (rt_container_load(state, ids[k], &ct, NULL) < 0)
 			continue;
 		if (rt_container_inspect(ct, &rows[n].info, NULL) >= 0) {
 			rows[n].created = parse_rfc3339(rows[n].info.created);

@@ -12,14 +12,15 @@
 #include "daemon.h"
 #include "runtime.h"
 
-static int rm_one(struct cli_ctx *ctx, struct proxy_client **client, const char *arg, bool force)
+static int rm_one(struct cli_ctx *ctx, struct proxy_client **client, const char *state,
+                  const char *arg, bool force)
 {
 	_cleanup_(rt_container_freep) struct rt_container *c = NULL;
 	_cleanup_error_ struct strata_error *err = NULL;
 	_cleanup_free_ char *id = NULL;
 	int r;
 
-	r = rt_container_load(ctx->root, arg, &c, &err);
+	r = rt_container_load(state, arg, &c, &err);
 	if (r < 0)
 		return cli_fail("rm", "%s", strata_error_message(err));
 	id = strdup(rt_container_id(c));
@@ -54,6 +55,8 @@ int cmd_rm(struct cli_ctx *ctx, int argc, char **argv)
 	        {0},
 	};
 	_cleanup_(proxy_client_freep) struct proxy_client *client = NULL;
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ char *state = NULL;
 	bool force = false;
 	int c, code = EXIT_OK;
 
@@ -66,8 +69,10 @@ int cmd_rm(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_error("rm", "missing container id");
+	if (rt_state_dir(ctx->config, ctx->address, &state, &err) < 0)
+		return cli_fail("rm", "%s", strata_error_message(err));
 	for (int i = optind; i < argc; i++)
-		if (rm_one(ctx, &client, argv[i], force) != EXIT_OK)
+		if (rm_one(ctx, &client, state, argv[i], force) != EXIT_OK)
 			code = EXIT_ERROR;
 	return code;
 }

@@ -497,17 +497,17 @@ static char *random_id(void)
 }
 
 /* A container with this name exists already: its id, else NULL. */
-static char *name_in_use(const char *root, const char *name)
+static char *name_in_use(const char *state, const char *name)
 {
 	char **ids = NULL;
 	char *found = NULL;
 
-	if (rt_container_list(root, &ids, NULL) < 0)
+	if (rt_container_list(state, &ids, NULL) < 0)
 		return NULL;
 	for (size_t i = 0; ids[i]; i++) {
 		struct rt_container *c = NULL;
 		struct rt_container_info info;
-		if (!found && rt_container_load(root, ids[i], &c, NULL) >= 0 &&
+		if (!found && rt_container_load(state, ids[i], &c, NULL) >= 0 &&
 		    rt_container_inspect(c, &info, NULL) >= 0) {
 			if (streq_ptr(info.name, name))
 				found = strdup(ids[i]);
@@ -525,6 +525,43 @@ static void mounts_free(struct rt_mount *m)
 	free(m); /* the strings belong to the Prepare response */
 }
 
+/* Prepare on the daemon, run while rt_container_begin starts the shim. Only
+ * this thread uses the client meanwhile. */
+struct snapshot_preparer {
+	struct proxy_client *client;
+	const char *key, *parent;
+	Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *resp;
+	struct strata_error *err;
+	int r;
+	pthread_t thread;
+};
+
+static void *prepare_snapshot(void *arg)
+{
+	struct snapshot_preparer *sp = arg;
+	sp->r = snapshot_prepare(sp->client, sp->key, sp->parent, &sp->resp, &sp->err);
+	return NULL;
+}
+
+/* The snapshot's removal on the daemon, run while the shim deletes the task
+ * (`runc delete`): each takes tens of ms, and neither needs the other once
+ * the rootfs is unmounted. Only this thread uses the client meanwhile. */
+struct snapshot_remover {
+	const struct cli_ctx *ctx;
+	struct proxy_client **client;
+	const char *id;
+	struct strata_error *err;
+	int r;
+	pthread_t thread;
+};
+
+static void *remove_snapshot(void *arg)
+{
+	struct snapshot_remover *sr = arg;
+	sr->r = cli_container_snapshot_remove(sr->ctx, sr->client, sr->id, false, &sr->err);
+	return NULL;
+}
+
 static int run(struct cli_ctx *ctx, struct run_opts *o)
 {
 	_cleanup_(proxy_client_freep) struct proxy_client *client = NULL;
@@ -535,8 +572,10 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	struct rt_mount *mounts = NULL;
 	struct rt_container *c = NULL;
 	struct forwarder fwd = {.stop_fd = {-1, -1}};
+	struct snapshot_remover sr = {.ctx = ctx, .client = &client};
+	_cleanup_free_ char *state = NULL;
 	char key[CLI_SNAPSHOT_KEY_MAX];
-	bool snapshot_made = false, fwd_started = false;
+	bool snapshot_made = false, fwd_started = false, sr_started = false;
 	int code = EXIT_ERROR, r;
 
 	phase("start");
@@ -548,8 +587,10 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		                      &err) < 0)
 			return cli_fail("run", "%s", strata_error_message(err));
 	}
+	if (rt_state_dir(ctx->config, ctx->address, &state, &err) < 0)
+		return cli_fail("run", "%s", strata_error_message(err));
 	if (o->name) {
-		_cleanup_free_ char *other = name_in_use(ctx->root, o->name);
+		_cleanup_free_ char *other = name_in_use(state, o->name);
 		if (other)
 			return cli_fail("run",
 			                "the name \"%s\" is in use by container %.12s: remove it "
@@ -588,46 +629,15 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	memcpy(config, img->config.data, img->config.len);
 	config[img->config.len] = '\0';
 	protobuf_c_message_free_unpacked(&img->base, NULL);
-
-	cli_container_snapshot_key(id, key);
-	r = snapshot_prepare(client, key, parent ? parent : "", &prep, &err);
-	if (r < 0 || !prep) {
-		code = cli_fail("run", "%s", strata_error_message(err));
-		goto out;
-	}
-	snapshot_made = true;
-	phase("snapshot prepared");
-	mounts = calloc(prep->n_mounts + 1, sizeof(*mounts));
-	if (!mounts) {
-		code = cli_fail("run", "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < prep->n_mounts; i++)
-		mounts[i] = (struct rt_mount){
-		        .type = prep->mounts[i]->type,
-		        .source = prep->mounts[i]->source,
-		        .target = prep->mounts[i]->target,
-		        .options = prep->mounts[i]->options,
-		};
-	/* protobuf-c's repeated strings are not NULL-terminated: copy them. */
-	for (size_t i = 0; i < prep->n_mounts; i++) {
-		char **opts = calloc(prep->mounts[i]->n_options + 1, sizeof(char *));
-		if (!opts) {
-			code = cli_fail("run", "out of memory");
-			goto out;
-		}
-		memcpy(opts, prep->mounts[i]->options, prep->mounts[i]->n_options * sizeof(char *));
-		mounts[i].options = opts;
-	}
+	phase("image found");
 
 	struct rt_container_config cfg = {
 	        .root = ctx->root,
+	        .state_dir = state,
 	        .id = id,
 	        .name = o->name,
 	        .image = image_name,
 	        .image_config = config,
-	        .mounts = mounts,
-	        .n_mounts = prep->n_mounts,
 	        .spec =
 	                {
 	                        .args = o->args,
@@ -654,11 +664,64 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		code = cli_fail("run", "install signal handlers: %m");
 		goto out;
 	}
-	phase("image and snapshot ready");
-	r = rt_container_create(&cfg, &c, &err);
-	phase("created");
+	/* The daemon prepares the snapshot while we start the shim, which then
+	 * boots (a Go program: tens of ms) while we mount and write the bundle. */
+	cli_container_snapshot_key(id, key);
+	struct snapshot_preparer sp = {
+	        .client = client, .key = key, .parent = parent ? parent : ""};
+	bool sp_started = pthread_create(&sp.thread, NULL, prepare_snapshot, &sp) == 0;
+	if (!sp_started)
+		prepare_snapshot(&sp);
+	r = rt_container_begin(&cfg, &c, &err);
+	phase("shim started");
+	if (sp_started)
+		pthread_join(sp.thread, NULL);
+	phase("snapshot prepared");
+	prep = sp.resp;
+	if (prep)
+		snapshot_made = true;
 	if (r < 0) {
 		/* The runtime names what is missing and how to get it: verbatim. */
+		code = cli_fail("run", "%s", strata_error_message(err));
+		strata_error_free(sp.err);
+		goto out;
+	}
+	if (sp.r < 0 || !prep) {
+		code = cli_fail("run", "%s", strata_error_message(sp.err));
+		strata_error_free(sp.err);
+		(void)rt_container_delete(c, true, NULL);
+		goto out;
+	}
+	mounts = calloc(prep->n_mounts + 1, sizeof(*mounts));
+	if (!mounts) {
+		code = cli_fail("run", "out of memory");
+		(void)rt_container_delete(c, true, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < prep->n_mounts; i++)
+		mounts[i] = (struct rt_mount){
+		        .type = prep->mounts[i]->type,
+		        .source = prep->mounts[i]->source,
+		        .target = prep->mounts[i]->target,
+		};
+	/* protobuf-c's repeated strings are not NULL-terminated: copy them. */
+	for (size_t i = 0; i < prep->n_mounts; i++) {
+		char **opts = calloc(prep->mounts[i]->n_options + 1, sizeof(char *));
+		if (!opts) {
+			code = cli_fail("run", "out of memory");
+			(void)rt_container_delete(c, true, NULL);
+			goto out;
+		}
+		memcpy(opts, prep->mounts[i]->options, prep->mounts[i]->n_options * sizeof(char *));
+		mounts[i].options = opts;
+	}
+	cfg.mounts = mounts;
+	cfg.n_mounts = prep->n_mounts;
+
+	phase("image and snapshot ready");
+	r = rt_container_finish(c, &cfg, &err);
+	phase("created");
+	if (r < 0) {
 		code = cli_fail("run", "%s", strata_error_message(err));
 		goto out;
 	}
@@ -711,8 +774,25 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 remove:
 	strata_error_free(err);
 	err = NULL;
+	/* -EBUSY when the task never ran: then all in order, below. */
+	sr.id = id;
+	if (snapshot_made && rt_container_release_rootfs(c, NULL) >= 0 &&
+	    pthread_create(&sr.thread, NULL, remove_snapshot, &sr) == 0) {
+		sr_started = true;
+		snapshot_made = false;
+	}
 	r = rt_container_delete(c, true, &err);
 	phase("deleted");
+	if (sr_started) {
+		pthread_join(sr.thread, NULL);
+		phase("snapshot removed");
+		if (sr.r < 0) {
+			(void)cli_fail("run", "%s", strata_error_message(sr.err));
+			if (code == EXIT_OK)
+				code = EXIT_ERROR;
+		}
+		strata_error_free(sr.err);
+	}
 	if (r < 0) {
 		/* Its rootfs may still be mounted on the snapshot: keep both. */
 		(void)cli_fail("run", "%s", strata_error_message(err));

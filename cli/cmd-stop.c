@@ -85,13 +85,13 @@ static bool wait_stopped(struct rt_container *c, int64_t timeout_ms)
 	}
 }
 
-static int stop_one(struct cli_ctx *ctx, const char *id, long timeout_s)
+static int stop_one(const char *state, const char *id, long timeout_s)
 {
 	_cleanup_(rt_container_freep) struct rt_container *c = NULL;
 	_cleanup_error_ struct strata_error *err = NULL;
 	int r;
 
-	r = rt_container_load(ctx->root, id, &c, &err);
+	r = rt_container_load(state, id, &c, &err);
 	if (r < 0)
 		return cli_fail("stop", "%s", strata_error_message(err));
 	if (still_running(c)) {
@@ -119,6 +119,8 @@ int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
 	        {"timeout", required_argument, NULL, 't'},
 	        {0},
 	};
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ char *state = NULL;
 	long timeout_s = 10;
 	int c, code = EXIT_OK;
 
@@ -136,8 +138,10 @@ int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_error("stop", "missing container id");
+	if (rt_state_dir(ctx->config, ctx->address, &state, &err) < 0)
+		return cli_fail("stop", "%s", strata_error_message(err));
 	for (int i = optind; i < argc; i++)
-		if (stop_one(ctx, argv[i], timeout_s) != EXIT_OK)
+		if (stop_one(state, argv[i], timeout_s) != EXIT_OK)
 			code = EXIT_ERROR;
 	return code;
 }
@@ -148,6 +152,8 @@ int cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
 	        {"signal", required_argument, NULL, 's'},
 	        {0},
 	};
+	_cleanup_error_ struct strata_error *serr = NULL;
+	_cleanup_free_ char *state = NULL;
 	int sig = SIGKILL, c, code = EXIT_OK;
 
 	opterr = 0;
@@ -161,11 +167,13 @@ int cmd_kill(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_error("kill", "missing container id");
+	if (rt_state_dir(ctx->config, ctx->address, &state, &serr) < 0)
+		return cli_fail("kill", "%s", strata_error_message(serr));
 	for (int i = optind; i < argc; i++) {
 		_cleanup_(rt_container_freep) struct rt_container *ct = NULL;
 		_cleanup_error_ struct strata_error *err = NULL;
 
-		if (rt_container_load(ctx->root, argv[i], &ct, &err) < 0) {
+		if (rt_container_load(state, argv[i], &ct, &err) < 0) {
 			code = cli_fail("kill", "%s", strata_error_message(err));
 			continue;
 		}

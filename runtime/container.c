@@ -2,22 +2,32 @@
 /*
  * Containers: the bundle directory, its record, and the run lifecycle.
  *
- * ROOT/containers/<id>/ is both our record and the shim's bundle (the shim
- * wants the bundle's basename to be the id):
+ * STATE/containers/<id>/ (STATE: the runtime state dir, /run/strata by
+ * default, see rt_state_dir) is both our record and the shim's bundle (the
+ * shim wants the bundle's basename to be the id):
  *   strata.json   our record (written before anything that needs undoing,
  *                 updated as resources are acquired), so `ps` and `rm` work
- *                 after a Strata restart or crash
+ *                 after a Strata restart or a CLI crash
  *   config.json   the OCI spec;  rootfs/  mount point when we mount layers
  *   network.json  {conflist, result}: what CNI DEL needs, even after a crash
- *   log, shim.log the shim's log fifo and where we drain it
- *   container.log detached output (the shim's file:// stdio: stdout+stderr)
+ *   log, shim.log, address   the shim's log fifo, where we drain it, and
+ *                 its socket address
  *   stdout, stderr, stdin   fifos of an attached run
  *   resolv.conf, hosts, hostname   bind mounted into the container
+ * Like containerd's bundles under /run/containerd, this is state about
+ * processes, which do not survive a reboot either: files are replaced by
+ * rename (a reader never sees half a record) but never fsync'd, which on
+ * disk would cost two flushes per write, and on tmpfs is moot.
+ *
+ * What must outlive the state dir goes under ROOT/containers/<id>/: only the
+ * output of a detached container (container.log), which can grow without
+ * bound and so belongs on disk, not in /run.
  *
  * A struct rt_container is used by one thread at a time.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -29,15 +39,20 @@
 #include "rt-internal.h"
 
 struct rt_container {
-	char *root;
-	char *dir;
+	char *base;  /* STATE/containers */
+	char *dir;   /* base/<id> */
 	json_t *rec; /* strata.json */
 	struct rt_shim *shim;
 	struct rt_stdio *io;
 	struct rt_cni_config cni; /* borrowed from the create config; NULL after load */
 	bool exited;
 	int exit_code;
+	/* Made by rt_container_create in this process, and whether it got as far
+	 * as starting a shim: a failed create does not look for one. */
+	bool created_here, shim_spawned;
 };
+
+#define CONTAINERS_DIR "containers"
 
 static const char *rec_str(const struct rt_container *c, const char *key)
 {
@@ -54,6 +69,11 @@ const char *rt_container_dir(const struct rt_container *c)
 	return c->dir;
 }
 
+const char *rt_container_log_path(const struct rt_container *c)
+{
+	return rec_str(c, "log_path");
+}
+
 struct rt_container *rt_container_free(struct rt_container *c)
 {
 	if (!c)
@@ -61,29 +81,47 @@ struct rt_container *rt_container_free(struct rt_container *c)
 	rt_stdio_free(c->io);
 	rt_shim_free(c->shim);
 	json_decref(c->rec);
-	free(c->root);
+	free(c->base);
 	free(c->dir);
 	free(c);
 	return NULL;
 }
 
-static int save_record(struct rt_container *c)
+/* Replace dir/name with data: a temporary file renamed over it, no fsync
+ * (see the header comment). */
+static int write_state_file(const char *dir, const char *name, const char *data, mode_t mode)
 {
-	_cleanup_close_ int dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	_cleanup_free_ char *s = json_dumps(c->rec, JSON_INDENT(2) | JSON_SORT_KEYS);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int fd = -1;
+	char tmp[NAME_MAX + 1];
+	int r;
+
 	if (dfd < 0)
 		return negative_errno();
+	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return negative_errno();
+	r = loop_write(fd, data, strlen(data));
+	if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
+		r = negative_errno();
+	if (r < 0)
+		(void)unlinkat(dfd, tmp, 0);
+	return r;
+}
+
+static int save_record(struct rt_container *c)
+{
+	_cleanup_free_ char *s = json_dumps(c->rec, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (!s)
 		return -ENOMEM;
-	return path_write_file_atomic_at(dfd, "strata.json", s, strlen(s), 0600);
+	return write_state_file(c->dir, "strata.json", s, 0600);
 }
 
 static int write_file(const char *dir, const char *name, const char *data, mode_t mode)
 {
-	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return negative_errno();
-	return path_write_file_atomic_at(dfd, name, data, strlen(data), mode);
+	return write_state_file(dir, name, data, mode);
 }
 
 static char *random_id(void)
@@ -117,6 +155,45 @@ static const char *net_name(enum rt_net_mode m)
 	return m == RT_NET_HOST ? "host" : m == RT_NET_NONE ? "none" : "bridge";
 }
 
+/* --- the state dir ------------------------------------------------------- */
+
+int rt_state_dir(const struct toml_value *config, const char *address, char **ret,
+                 struct strata_error **ret_err)
+{
+	_cleanup_free_ char *dir = NULL;
+	const char *conf = NULL;
+
+	if (config &&
+	    toml_as_string(toml_get_path(config, "runtime", "state_dir", NULL), &conf) >= 0 &&
+	    *conf) {
+		dir = strdup(conf);
+	} else if (address && *address) {
+		const char *a = strncmp(address, "unix://", 7) == 0 ? address + 7 : address;
+		const char *slash = strrchr(a, '/');
+		dir = !slash       ? strdup(".")
+		      : slash == a ? strdup("/")
+		                   : strndup(a, (size_t)(slash - a));
+	} else {
+		dir = strdup(RT_DEFAULT_STATE_DIR);
+	}
+	if (!dir)
+		return -ENOMEM;
+	/* The shim runs in the bundle: every path we hand out is absolute. */
+	if (dir[0] != '/') {
+		_cleanup_free_ char *cwd = getcwd(NULL, 0);
+		char *abs;
+		if (!cwd)
+			return strata_error_set_errno(ret_err, negative_errno(), "getcwd");
+		abs = streq(dir, ".") ? TAKE_PTR(cwd) : path_join(cwd, dir);
+		if (!abs)
+			return -ENOMEM;
+		free(dir);
+		dir = abs;
+	}
+	*ret = TAKE_PTR(dir);
+	return 0;
+}
+
 /* --- rootfs mounts ------------------------------------------------------ */
 
 static const struct {
@@ -140,7 +217,7 @@ static const struct {
         {"defaults", 0, 0},
 };
 
-int rt_mount_all(const struct rt_mount *m, size_t n, const char *target,
+int rt_mount_all(const struct rt_mount *m, size_t n, const char *target, unsigned flags_in,
                  struct strata_error **ret_err)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -170,8 +247,21 @@ int rt_mount_all(const struct rt_mount *m, size_t n, const char *target,
 			dlen += ol;
 		}
 		const char *type = m[i].type && *m[i].type ? m[i].type : "none";
-		if (mount(m[i].source, target, (flags & MS_BIND) ? NULL : type, flags & ~MS_RDONLY,
-		          data) < 0)
+		int k = -1;
+		if ((flags_in & RT_MOUNT_VOLATILE) && streq(type, "overlay") &&
+		    !(flags & MS_BIND)) {
+			_cleanup_free_ char *vdata = NULL;
+			if (asprintf(&vdata, "%s%svolatile", strempty(data), dlen ? "," : "") < 0)
+				return -ENOMEM;
+			k = mount(m[i].source, target, type, flags & ~MS_RDONLY, vdata);
+			/* Kernels before 5.10 do not know it: mount without. */
+			if (k < 0 && errno != EINVAL)
+				return strata_error_set_errno(ret_err, negative_errno(),
+				                              "mount %s \"%s\" on \"%s\"", type,
+				                              strempty(m[i].source), target);
+		}
+		if (k < 0 && mount(m[i].source, target, (flags & MS_BIND) ? NULL : type,
+		                   flags & ~MS_RDONLY, data) < 0)
 			return strata_error_set_errno(ret_err, negative_errno(),
 			                              "mount %s \"%s\" on \"%s\"", type,
 			                              strempty(m[i].source), target);
@@ -246,6 +336,10 @@ static int write_net_files(struct rt_container *c, struct rt_spec_opts *so, cons
 
 /* --- create ---------------------------------------------------------------- */
 
+/* --net none: runc makes the network namespace (a "network" namespace
+ * without a path) and brings its lo up itself (libcontainer's loopback
+ * strategy), as for `ctr run`: nothing of ours to create or tear down.
+ * --net bridge: a named netns wired by CNI. */
 static int setup_network(struct rt_container *c, const struct rt_container_config *cfg,
                          enum rt_net_mode net, char **ret_ip, struct strata_error **ret_err)
 {
@@ -254,7 +348,7 @@ static int setup_network(struct rt_container *c, const struct rt_container_confi
 	int r;
 
 	*ret_ip = NULL;
-	if (net == RT_NET_HOST)
+	if (net != RT_NET_BRIDGE)
 		return 0;
 	if (asprintf(&nsname, "strata-%.32s", id) < 0)
 		return -ENOMEM;
@@ -266,9 +360,6 @@ static int setup_network(struct rt_container *c, const struct rt_container_confi
 	r = save_record(c);
 	if (r < 0)
 		return strata_error_set_errno(ret_err, r, "save container record");
-
-	if (net == RT_NET_NONE)
-		return rt_cni_loopback(&cfg->cni, id, nspath, true, ret_err);
 
 	r = rt_cni_load_conflist(&cfg->cni, &conflist, ret_err);
 	if (r < 0)
@@ -353,7 +444,7 @@ static int prepare_stdio(struct rt_container *c, const struct rt_container_confi
 {
 	*s = (struct stdio_setup){.out_fd = -1, .err_fd = -1, .in_fd = -1};
 	if (cfg->detach) {
-		if (asprintf(&s->out, "file://%s/container.log", c->dir) < 0 ||
+		if (asprintf(&s->out, "file://%s", rec_str(c, "log_path")) < 0 ||
 		    !(s->err = strdup(s->out)))
 			return -ENOMEM;
 		return 0;
@@ -375,28 +466,70 @@ static int prepare_stdio(struct rt_container *c, const struct rt_container_confi
 	return 0;
 }
 
-static int create_dirs(const char *root, const char *id, char **ret_dir,
-                       struct strata_error **ret_err)
+/* rm -rf dir, given as base/name. */
+static int remove_tree(const char *base, const char *name)
 {
-	_cleanup_free_ char *base = path_join(root, "containers");
-	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (bfd < 0)
+		return errno == ENOENT ? 0 : negative_errno();
+	return path_rm_rf_at(bfd, name);
+}
+
+/* mkdir base/id, creating base when missing. -EEXIST names the container. */
+static int make_container_dir(const char *base, const char *id, char **ret_dir,
+                              struct strata_error **ret_err)
+{
+	_cleanup_free_ char *dir = path_join(base, id);
 	int r;
 
-	if (!base)
-		return -ENOMEM;
-	r = path_mkdir_p(base, 0711);
-	if (r < 0)
-		return strata_error_set_errno(ret_err, r, "create \"%s\"", base);
-	dir = path_join(base, id);
 	if (!dir)
 		return -ENOMEM;
-	if (mkdir(dir, 0711) < 0) {
-		if (errno == EEXIST)
-			return strata_error_set(ret_err, -EEXIST, "container \"%s\" already exists",
-			                        id);
-		return strata_error_set_errno(ret_err, negative_errno(), "create \"%s\"", dir);
+	if (mkdir(dir, 0711) == 0)
+		goto done;
+	if (errno == ENOENT) {
+		r = path_mkdir_p(base, 0711);
+		if (r < 0)
+			return strata_error_set_errno(ret_err, r, "create \"%s\"", base);
+		if (mkdir(dir, 0711) == 0)
+			goto done;
 	}
+	if (errno == EEXIST)
+		return strata_error_set(ret_err, -EEXIST, "container \"%s\" already exists", id);
+	return strata_error_set_errno(ret_err, negative_errno(), "create \"%s\"", dir);
+done:
 	*ret_dir = TAKE_PTR(dir);
+	return 0;
+}
+
+static void container_shim_params(const struct rt_container *c, struct rt_shim_params *p)
+{
+	*p = (struct rt_shim_params){
+	        .ns = rec_str(c, "namespace"),
+	        .id = rt_container_id(c),
+	        .bundle = c->dir,
+	        .address = rec_str(c, "shim_key"),
+	        .runtime_binary = rec_str(c, "runtime"),
+	};
+}
+
+/* The shim's own `start` reads config.json, so then it waits for the spec. */
+static bool shim_starts_early(void)
+{
+	const char *m = getenv("STRATA_SHIM_START_ACTION");
+	return !m || !streq(m, "1");
+}
+
+static int start_shim(struct rt_container *c, struct strata_error **ret_err)
+{
+	struct rt_shim_params sp;
+	int r;
+
+	container_shim_params(c, &sp);
+	c->shim_spawned = true;
+	r = rt_shim_start(&sp, &c->shim, ret_err);
+	if (r < 0)
+		return r;
+	log_debug("container %s: shim started", sp.id);
 	return 0;
 }
 
@@ -407,48 +540,50 @@ static void stdin_eof(void *userdata)
 		(void)rt_shim_close_stdin(c->shim, NULL, NULL);
 }
 
-int rt_container_create(const struct rt_container_config *cfg, struct rt_container **ret,
-                        struct strata_error **ret_err)
+int rt_container_begin(const struct rt_container_config *cfg, struct rt_container **ret,
+                       struct strata_error **ret_err)
 {
 	_cleanup_(rt_container_freep) struct rt_container *c = NULL;
-	_cleanup_free_ char *gen_id = NULL, *rootfs = NULL, *ip = NULL, *spec = NULL;
-	_cleanup_free_ char *address = NULL, *cmdline = NULL;
-	_cleanup_free_ char *f_resolv = NULL, *f_hosts = NULL, *f_hostname = NULL;
-	_cleanup_(stdio_setup_done) struct stdio_setup io = {
-	        .out_fd = -1, .err_fd = -1, .in_fd = -1};
-	_cleanup_close_ int rootfs_fd = -1;
-	struct rt_spec_opts so = cfg->spec;
+	_cleanup_free_ char *gen_id = NULL, *shim_address = NULL, *shim_bin = NULL,
+	                    *runtime_bin = NULL;
 	const char *id = cfg->id;
 	const char *ns = cfg->ns ? cfg->ns : RT_DEFAULT_NAMESPACE;
 	int r;
 
-	if (!cfg->root || (!cfg->rootfs && cfg->n_mounts == 0))
-		return strata_error_set(ret_err, -EINVAL,
-		                        "container: need a root and a rootfs (dir or mounts)");
+	if (!cfg->root || !cfg->state_dir)
+		return strata_error_set(ret_err, -EINVAL, "container: need a root and a state dir");
 	if (!id) {
 		id = gen_id = random_id();
 		if (!id)
 			return -ENOMEM;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->root = strdup(cfg->root)))
+	if (!c || !(c->base = path_join(cfg->state_dir, CONTAINERS_DIR)))
 		return -ENOMEM;
 	c->cni = cfg->cni;
-	so.id = id;
-	so.ns = ns;
+	c->created_here = true;
 	/* The spec generator validates the id too; do it before mkdir. */
 	if (strchr(id, '/') || streq(id, ".") || streq(id, ".."))
 		return strata_error_set(ret_err, -EINVAL, "invalid container id \"%s\"", id);
+	/* Nothing is made when the runtime cannot run at all. */
+	r = rt_require_binary(RT_SHIM_BINARY, &shim_bin, ret_err);
+	if (r < 0)
+		return r;
+	r = rt_require_binary(cfg->runtime_binary ? cfg->runtime_binary : "runc", &runtime_bin,
+	                      ret_err);
+	if (r < 0)
+		return r;
 
-	r = create_dirs(cfg->root, id, &c->dir, ret_err);
+	r = make_container_dir(c->base, id, &c->dir, ret_err);
 	if (r < 0)
 		return r;
 	{
 		_cleanup_free_ char *created = now_rfc3339();
-		c->rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "id", id, "namespace", ns,
-		                   "runtime", cfg->runtime_binary ? cfg->runtime_binary : "runc",
-		                   "net", net_name(so.net), "created", created ? created : "",
-		                   "detach", cfg->detach, "tty", so.tty);
+		c->rec =
+		        json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "id", id, "namespace", ns,
+		                  "runtime", cfg->runtime_binary ? cfg->runtime_binary : "runc",
+		                  "net", net_name(cfg->spec.net), "created", created ? created : "",
+		                  "detach", cfg->detach, "tty", cfg->spec.tty);
 	}
 	if (!c->rec)
 		return -ENOMEM;
@@ -458,14 +593,86 @@ int rt_container_create(const struct rt_container_config *cfg, struct rt_contain
 		json_object_set_new(c->rec, "image", json_string(cfg->image));
 	if (cfg->n_ports)
 		json_object_set_new(c->rec, "ports", ports_json(cfg->ports, cfg->n_ports));
-	if (asprintf(&address, "%s/containers", cfg->root) < 0)
-		return -ENOMEM;
-	json_object_set_new(c->rec, "shim_key", json_string(address));
+	/* What names the things made below goes in the first record, so that a
+	 * crash at any point leaves enough for `rm`: the shim's socket (a hash
+	 * of its -address, which is this key) and the detached log's place. */
+	json_object_set_new(c->rec, "shim_key", json_string(c->base));
+	struct rt_shim_params sp = {
+	        .ns = ns,
+	        .id = id,
+	        .bundle = c->dir,
+	        .address = c->base,
+	        .runtime_binary = cfg->runtime_binary,
+	};
+	r = rt_shim_socket_address(&sp, &shim_address);
+	if (r < 0)
+		goto fail;
+	json_object_set_new(c->rec, "shim_address", json_string(shim_address));
+	if (cfg->detach) {
+		_cleanup_free_ char *logs = path_join(cfg->root, CONTAINERS_DIR);
+		_cleanup_free_ char *log_dir = logs ? path_join(logs, id) : NULL;
+		_cleanup_free_ char *log_path =
+		        log_dir ? path_join(log_dir, "container.log") : NULL;
+		if (!log_path) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		json_object_set_new(c->rec, "log_dir", json_string(log_dir));
+		json_object_set_new(c->rec, "log_path", json_string(log_path));
+	}
 	r = save_record(c);
 	if (r < 0) {
 		strata_error_set_errno(ret_err, r, "save container record");
 		goto fail;
 	}
+	if (cfg->detach) {
+		_cleanup_free_ char *logs = path_join(cfg->root, CONTAINERS_DIR), *log_dir = NULL;
+		/* No live container has this id (its state dir is ours): a log
+		 * dir by that name is an orphan, e.g. from before a reboot. */
+		r = logs ? remove_tree(logs, id) : -ENOMEM;
+		if (r >= 0)
+			r = make_container_dir(logs, id, &log_dir, ret_err);
+		if (r < 0)
+			goto fail;
+	}
+
+	/* The shim is a Go program that takes tens of ms to come up: start it
+	 * now and let it boot while the caller and rt_container_finish prepare
+	 * the rootfs, the spec and the network. It needs nothing of the bundle
+	 * but its log fifo until Create. */
+	if (shim_starts_early()) {
+		r = start_shim(c, ret_err);
+		if (r < 0)
+			goto fail;
+	}
+	*ret = TAKE_PTR(c);
+	return 0;
+
+fail:
+	(void)rt_container_delete(c, true, NULL);
+	return strata_error_prefix(ret_err, r, "create container %s", id);
+}
+
+int rt_container_finish(struct rt_container *c, const struct rt_container_config *cfg,
+                        struct strata_error **ret_err)
+{
+	_cleanup_free_ char *rootfs = NULL, *ip = NULL, *spec = NULL, *cmdline = NULL;
+	_cleanup_free_ char *f_resolv = NULL, *f_hosts = NULL, *f_hostname = NULL;
+	_cleanup_(stdio_setup_done) struct stdio_setup io = {
+	        .out_fd = -1, .err_fd = -1, .in_fd = -1};
+	_cleanup_close_ int rootfs_fd = -1;
+	struct rt_spec_opts so = cfg->spec;
+	const char *id = rt_container_id(c);
+	int r;
+
+	so.id = id;
+	so.ns = rec_str(c, "namespace");
+	if (!cfg->rootfs && cfg->n_mounts == 0) {
+		r = strata_error_set(ret_err, -EINVAL, "container: need a rootfs (dir or mounts)");
+		goto fail;
+	}
+	if (cfg->image && !rec_str(c, "image"))
+		json_object_set_new(c->rec, "image", json_string(cfg->image));
 
 	/* rootfs */
 	if (cfg->rootfs) {
@@ -484,8 +691,12 @@ int rt_container_create(const struct rt_container_config *cfg, struct rt_contain
 			goto fail;
 		}
 		json_object_set_new(c->rec, "rootfs_mounted", json_true());
-		(void)save_record(c);
-		r = rt_mount_all(cfg->mounts, cfg->n_mounts, rootfs, ret_err);
+		r = save_record(c);
+		if (r < 0) {
+			strata_error_set_errno(ret_err, r, "save container record");
+			goto fail;
+		}
+		r = rt_mount_all(cfg->mounts, cfg->n_mounts, rootfs, RT_MOUNT_VOLATILE, ret_err);
 		if (r < 0)
 			goto fail;
 		so.root_path = "rootfs";
@@ -496,6 +707,7 @@ int rt_container_create(const struct rt_container_config *cfg, struct rt_contain
 		goto fail;
 	}
 
+	log_debug("container %s: rootfs ready", id);
 	/* network */
 	r = setup_network(c, cfg, so.net, &ip, ret_err);
 	if (r < 0)
@@ -534,6 +746,11 @@ int rt_container_create(const struct rt_container_config *cfg, struct rt_contain
 		strata_error_set_errno(ret_err, r, "write config.json");
 		goto fail;
 	}
+	if (!c->shim) {
+		r = start_shim(c, ret_err);
+		if (r < 0)
+			goto fail;
+	}
 	{
 		_cleanup_json_ json_t *sj = json_loads(spec, 0, NULL);
 		json_t *args = json_object_get(json_object_get(sj, "process"), "args");
@@ -548,32 +765,18 @@ int rt_container_create(const struct rt_container_config *cfg, struct rt_contain
 		}
 	}
 
-	/* shim */
+	/* the task */
+	log_debug("container %s: bundle ready", id);
 	r = prepare_stdio(c, cfg, &io, ret_err);
 	if (r < 0)
 		goto fail;
-	struct rt_shim_params sp = {
-	        .ns = ns,
-	        .id = id,
-	        .bundle = c->dir,
-	        .address = address,
-	        .runtime_binary = cfg->runtime_binary,
-	};
-	r = rt_shim_start(&sp, &c->shim, ret_err);
-	if (r < 0)
-		goto fail;
-	json_object_set_new(c->rec, "shim_address", json_string(rt_shim_address(c->shim)));
-	r = save_record(c);
-	if (r < 0) {
-		strata_error_set_errno(ret_err, r, "save container record");
-		goto fail;
-	}
 	struct rt_task_create tc = {
 	        .bundle = c->dir,
 	        .terminal = so.tty,
 	        .stdin_path = io.in,
 	        .stdout_path = io.out,
 	        .stderr_path = io.err,
+	        .runtime_binary = cfg->runtime_binary,
 	};
 	uint32_t pid = 0;
 	r = rt_shim_create(c->shim, &tc, &pid, ret_err);
@@ -601,12 +804,30 @@ int rt_container_create(const struct rt_container_config *cfg, struct rt_contain
 			goto fail;
 		}
 	}
-	*ret = TAKE_PTR(c);
 	return 0;
 
 fail:
 	(void)rt_container_delete(c, true, NULL);
 	return strata_error_prefix(ret_err, r, "create container %s", id);
+}
+
+int rt_container_create(const struct rt_container_config *cfg, struct rt_container **ret,
+                        struct strata_error **ret_err)
+{
+	_cleanup_(rt_container_freep) struct rt_container *c = NULL;
+	int r;
+
+	if (!cfg->rootfs && cfg->n_mounts == 0)
+		return strata_error_set(ret_err, -EINVAL,
+		                        "container: need a rootfs (dir or mounts)");
+	r = rt_container_begin(cfg, &c, ret_err);
+	if (r < 0)
+		return r;
+	r = rt_container_finish(c, cfg, ret_err);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(c);
+	return 0;
 }
 
 /* --- lifecycle -------------------------------------------------------------- */
@@ -671,17 +892,6 @@ int rt_container_resize(struct rt_container *c, unsigned width, unsigned height,
 	return rt_shim_resize_pty(c->shim, NULL, width, height, ret_err);
 }
 
-static void container_shim_params(const struct rt_container *c, struct rt_shim_params *p)
-{
-	*p = (struct rt_shim_params){
-	        .ns = rec_str(c, "namespace"),
-	        .id = rt_container_id(c),
-	        .bundle = c->dir,
-	        .address = rec_str(c, "shim_key"),
-	        .runtime_binary = rec_str(c, "runtime"),
-	};
-}
-
 /* Stop and delete the task and the shim. */
 static int teardown_task(struct rt_container *c, bool force, struct strata_error **ret_err)
 {
@@ -691,7 +901,7 @@ static int teardown_task(struct rt_container *c, bool force, struct strata_error
 	int r;
 
 	container_shim_params(c, &sp);
-	if (!rec_str(c, "shim_address") && !c->shim)
+	if (!c->shim && (!rec_str(c, "shim_address") || (c->created_here && !c->shim_spawned)))
 		return 0; /* never got that far */
 	r = ensure_shim(c, &err);
 	if (r < 0) {
@@ -700,7 +910,13 @@ static int teardown_task(struct rt_container *c, bool force, struct strata_error
 		          strata_error_message(err));
 		return rt_shim_cleanup_dead(&sp, NULL, ret_err);
 	}
-	r = rt_shim_state(c->shim, NULL, &st, &err);
+	/* After our own Wait the task is stopped: no need to ask. */
+	if (c->exited) {
+		r = 0;
+		st.status = RT_TASK_STOPPED;
+	} else {
+		r = rt_shim_state(c->shim, NULL, &st, &err);
+	}
 	if (r >= 0 && (st.status == RT_TASK_RUNNING || st.status == RT_TASK_PAUSED ||
 	               st.status == RT_TASK_PAUSING)) {
 		if (!force)
@@ -723,10 +939,12 @@ static int teardown_task(struct rt_container *c, bool force, struct strata_error
 		if (r < 0 && r != -ENOENT)
 			log_debug("delete task %s: %s", sp.id, strata_error_message(err));
 	}
+	log_debug("container %s: task deleted", sp.id);
 	rt_stdio_finish(c->io, 1000);
 	strata_error_free(err);
 	err = NULL;
 	(void)rt_shim_shutdown(c->shim, NULL);
+	log_debug("container %s: shim gone", sp.id);
 	c->shim = rt_shim_free(c->shim);
 	/* The shim removes its socket on a clean exit; make sure. */
 	_cleanup_free_ char *sock = NULL;
@@ -785,11 +1003,52 @@ static int teardown_network(struct rt_container *c, struct strata_error **ret_er
 	return r;
 }
 
+static int unmount_rootfs(struct rt_container *c, struct strata_error **ret_err)
+{
+	_cleanup_free_ char *rootfs = NULL;
+
+	if (!json_is_true(json_object_get(c->rec, "rootfs_mounted")))
+		return 0;
+	rootfs = path_join(c->dir, "rootfs");
+	if (!rootfs)
+		return -ENOMEM;
+	while (umount2(rootfs, 0) == 0)
+		; /* stacked mounts */
+	if (umount2(rootfs, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		return strata_error_set_errno(ret_err, negative_errno(), "unmount \"%s\"", rootfs);
+	/* Only in memory: after a crash, unmounting again finds nothing. */
+	json_object_del(c->rec, "rootfs_mounted");
+	return 0;
+}
+
+int rt_container_release_rootfs(struct rt_container *c, struct strata_error **ret_err)
+{
+	struct rt_task_state st;
+	int r;
+
+	if (!c->exited) {
+		r = ensure_shim(c, ret_err);
+		if (r < 0)
+			return r;
+		r = rt_shim_state(c->shim, NULL, &st, ret_err);
+		if (r < 0)
+			return r;
+		if (st.status != RT_TASK_STOPPED)
+			return strata_error_set(ret_err, -EBUSY, "container %s is %s",
+			                        rt_container_id(c),
+			                        rt_task_status_to_string(st.status));
+	}
+	r = unmount_rootfs(c, ret_err);
+	if (r < 0)
+		return strata_error_prefix(ret_err, r, "release the rootfs of %s",
+		                           rt_container_id(c));
+	return 0;
+}
+
 int rt_container_delete(struct rt_container *c, bool force, struct strata_error **ret_err)
 {
-	_cleanup_free_ char *base = NULL;
-	_cleanup_close_ int bfd = -1;
-	const char *id = rt_container_id(c);
+	const char *id = c ? rt_container_id(c) : NULL;
+	const char *log_dir = c ? rec_str(c, "log_dir") : NULL;
 	int r, first = 0;
 
 	if (!c || !c->dir)
@@ -802,23 +1061,24 @@ int rt_container_delete(struct rt_container *c, bool force, struct strata_error 
 	r = teardown_network(c, first < 0 ? NULL : ret_err);
 	if (r < 0 && !first)
 		first = r;
-	if (json_is_true(json_object_get(c->rec, "rootfs_mounted"))) {
-		_cleanup_free_ char *rootfs = path_join(c->dir, "rootfs");
-		while (rootfs && umount2(rootfs, 0) == 0)
-			; /* stacked mounts */
-		if (rootfs && umount2(rootfs, MNT_DETACH) < 0 && errno != EINVAL &&
-		    errno != ENOENT && !first)
-			first = strata_error_set_errno(ret_err, negative_errno(), "unmount \"%s\"",
-			                               rootfs);
-	}
+	r = unmount_rootfs(c, first < 0 ? NULL : ret_err);
+	if (r < 0 && !first)
+		first = r;
 	if (first < 0 && !force)
 		return strata_error_prefix(ret_err, first, "remove container %s", strempty(id));
 	/* rm -rf refuses to cross a mount: a rootfs still mounted stays. */
-	base = path_join(c->root, "containers");
-	bfd = base ? open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	r = bfd >= 0 ? path_rm_rf_at(bfd, id) : -ENOENT;
+	r = id ? remove_tree(c->base, id) : -EINVAL;
 	if (r < 0 && !first)
 		first = strata_error_set_errno(ret_err, r, "remove \"%s\"", c->dir);
+	if (log_dir) {
+		_cleanup_free_ char *parent = NULL;
+		const char *name = NULL;
+		r = path_split(log_dir, &parent, &name);
+		if (r >= 0)
+			r = remove_tree(parent, name);
+		if (r < 0 && !first)
+			first = strata_error_set_errno(ret_err, r, "remove \"%s\"", log_dir);
+	}
 	if (first < 0)
 		return strata_error_prefix(ret_err, first, "remove container %s", strempty(id));
 	return 0;
@@ -826,7 +1086,7 @@ int rt_container_delete(struct rt_container *c, bool force, struct strata_error 
 
 /* --- loading, listing -------------------------------------------------------- */
 
-static int load_dir(const char *root, const char *id, struct rt_container **ret,
+static int load_dir(const char *base, const char *id, struct rt_container **ret,
                     struct strata_error **ret_err)
 {
 	_cleanup_(rt_container_freep) struct rt_container *c = calloc(1, sizeof(*c));
@@ -835,10 +1095,9 @@ static int load_dir(const char *root, const char *id, struct rt_container **ret,
 
 	if (!c)
 		return -ENOMEM;
-	c->root = strdup(root);
-	if (asprintf(&c->dir, "%s/containers/%s", root, id) < 0)
-		c->dir = NULL;
-	if (!c->root || !c->dir)
+	c->base = strdup(base);
+	c->dir = path_join(base, id);
+	if (!c->base || !c->dir)
 		return -ENOMEM;
 	path = path_join(c->dir, "strata.json");
 	if (!path)
@@ -855,9 +1114,9 @@ static int load_dir(const char *root, const char *id, struct rt_container **ret,
 	return 0;
 }
 
-int rt_container_list(const char *root, char ***ret_ids, struct strata_error **ret_err)
+int rt_container_list(const char *state_dir, char ***ret_ids, struct strata_error **ret_err)
 {
-	_cleanup_free_ char *base = path_join(root, "containers");
+	_cleanup_free_ char *base = path_join(state_dir, CONTAINERS_DIR);
 	DIR *d;
 	struct dirent *de;
 	char **ids = NULL;
@@ -894,9 +1153,10 @@ int rt_container_list(const char *root, char ***ret_ids, struct strata_error **r
 	return 0;
 }
 
-int rt_container_load(const char *root, const char *id, struct rt_container **ret,
+int rt_container_load(const char *state_dir, const char *id, struct rt_container **ret,
                       struct strata_error **ret_err)
 {
+	_cleanup_free_ char *base = path_join(state_dir, CONTAINERS_DIR);
 	char **ids = NULL;
 	_cleanup_free_ char *match = NULL;
 	int r, n = 0;
@@ -904,18 +1164,20 @@ int rt_container_load(const char *root, const char *id, struct rt_container **re
 	if (!id || !*id || strchr(id, '/'))
 		return strata_error_set(ret_err, -EINVAL, "invalid container id \"%s\"",
 		                        strempty(id));
-	r = load_dir(root, id, ret, NULL);
+	if (!base)
+		return -ENOMEM;
+	r = load_dir(base, id, ret, NULL);
 	if (r >= 0)
 		return 0;
 	/* A unique prefix, or a name. */
-	r = rt_container_list(root, &ids, ret_err);
+	r = rt_container_list(state_dir, &ids, ret_err);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; ids[i]; i++) {
 		bool hit = strncmp(ids[i], id, strlen(id)) == 0;
 		if (!hit) {
 			struct rt_container *c = NULL;
-			if (load_dir(root, ids[i], &c, NULL) >= 0) {
+			if (load_dir(base, ids[i], &c, NULL) >= 0) {
 				hit = streq_ptr(rec_str(c, "name"), id);
 				rt_container_free(c);
 			}
@@ -935,7 +1197,7 @@ int rt_container_load(const char *root, const char *id, struct rt_container **re
 		return strata_error_set(ret_err, -EINVAL, "\"%s\" matches %d containers", id, n);
 	if (!match)
 		return -ENOMEM;
-	return load_dir(root, match, ret, ret_err);
+	return load_dir(base, match, ret, ret_err);
 }
 
 void rt_container_info_done(struct rt_container_info *i)
@@ -971,20 +1233,25 @@ int rt_container_inspect(struct rt_container *c, struct rt_container_info *ret,
 	        .pid = (uint32_t)json_get_int(c->rec, "pid", 0),
 	        .exited_at = json_get_int(c->rec, "exited_at", 0),
 	};
+	/* Connect answers whether or not the shim has a task yet (between
+	 * rt_container_begin and Create it has none). */
 	r = ensure_shim(c, NULL);
-	if (r >= 0 && rt_shim_state(c->shim, NULL, &st, NULL) >= 0) {
+	if (r >= 0 && rt_shim_connect_task(c->shim, &ret->shim_pid, NULL, NULL) >= 0) {
 		ret->shim_alive = true;
-		ret->status = st.status;
-		ret->pid = st.pid;
-		if (st.status == RT_TASK_STOPPED) {
-			ret->exit_code = (int)st.exit_status;
-			if (st.exited_at > 0)
-				ret->exited_at = st.exited_at;
+		ret->status = RT_TASK_UNKNOWN;
+		if (rt_shim_state(c->shim, NULL, &st, NULL) >= 0) {
+			ret->status = st.status;
+			ret->pid = st.pid;
+			if (st.status == RT_TASK_STOPPED) {
+				ret->exit_code = (int)st.exit_status;
+				if (st.exited_at > 0)
+					ret->exited_at = st.exited_at;
+			}
 		}
-		(void)rt_shim_connect_task(c->shim, &ret->shim_pid, NULL, NULL);
 	} else {
 		c->shim = rt_shim_free(c->shim);
 		ret->status = RT_TASK_UNKNOWN;
+		ret->shim_pid = 0;
 	}
 	(void)ret_err;
 	return 0;

@@ -29,6 +29,12 @@ int rt_stdio_start(const struct rt_stdio_params *p, struct rt_stdio **ret);
 void rt_stdio_finish(struct rt_stdio *s, int timeout_ms);
 struct rt_stdio *rt_stdio_free(struct rt_stdio *s);
 
-/* Mount/unmount the rootfs mounts list on target (container.c). */
-int rt_mount_all(const struct rt_mount *m, size_t n, const char *target,
+/* Mount the rootfs mounts list on target (container.c). RT_MOUNT_VOLATILE:
+ * overlays get overlayfs's "volatile" option (when the kernel has it), so
+ * that their unmount does not sync the whole upper filesystem (syncfs of the
+ * disk under ROOT: tens of ms on a busy host). A container's upper dir is
+ * never mounted again once unmounted, which is the one thing volatile
+ * forbids after a crash, so it is always safe for container rootfs. */
+#define RT_MOUNT_VOLATILE (1u << 0)
+int rt_mount_all(const struct rt_mount *m, size_t n, const char *target, unsigned flags,
                  struct strata_error **ret_err);

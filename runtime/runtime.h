@@ -119,6 +119,7 @@ struct rt_task_create {
 	size_t n_rootfs;
 	bool terminal;
 	const char *stdin_path, *stdout_path, *stderr_path; /* NULL/"" = none */
+	const char *runtime_binary; /* NULL = runc; passed as runc Options */
 };
 
 struct rt_task_state {
@@ -277,12 +278,25 @@ char *rt_cni_result_ip(const char *result);
 
 /* ------------------------------------------------------------ container --
  * The entry point `strata run` uses (runtime/container.c). A container's
- * state lives in ROOT/containers/<id>/, which is also the shim's bundle:
- *   config.json, rootfs/, log (shim log fifo), strata.json (our record),
- *   network.json (conflist + CNI ADD result, for DEL), container.log
- *   (detached output), stdin/stdout/stderr fifos (attached). */
+ * state lives in STATE/containers/<id>/ (STATE from rt_state_dir), which is
+ * also the shim's bundle: config.json, rootfs/, log (shim log fifo),
+ * strata.json (our record), network.json (conflist + CNI ADD result, for
+ * DEL), stdin/stdout/stderr fifos (attached). Like containerd's state under
+ * /run, it describes processes and is not fsync'd. Only a detached
+ * container's output lives under ROOT/containers/<id>/container.log. */
+
+#define RT_DEFAULT_STATE_DIR "/run/strata"
+
+/* The runtime state dir: config's [runtime] state_dir when set, else the
+ * directory of the daemon's socket address (so that Strata instances on
+ * different addresses keep apart, and the default /run/strata/strata.sock
+ * gives /run/strata), made absolute. config may be NULL. */
+int rt_state_dir(const struct toml_value *config, const char *address, char **ret,
+                 struct strata_error **ret_err);
+
 struct rt_container_config {
-	const char *root;              /* Strata's --root */
+	const char *root;              /* Strata's --root (detached logs) */
+	const char *state_dir;         /* from rt_state_dir */
 	const char *id;                /* NULL = random 64 hex */
 	const char *name;              /* NULL = none */
 	const char *image;             /* reference, for ps */
@@ -306,8 +320,17 @@ struct rt_container_config {
 struct rt_container;
 
 /* Bundle, rootfs, network, shim, Create. Nothing runs yet. On failure,
- * everything made so far is removed. */
+ * everything made so far is removed. Same as begin + finish. */
 int rt_container_create(const struct rt_container_config *cfg, struct rt_container **ret,
+                        struct strata_error **ret_err);
+/* The part that needs no image: directory, record, and the shim started
+ * (it boots meanwhile: tens of ms better spent elsewhere, e.g. preparing the
+ * snapshot). rootfs/mounts/image_config of cfg are not used yet. */
+int rt_container_begin(const struct rt_container_config *cfg, struct rt_container **ret,
+                       struct strata_error **ret_err);
+/* The rest, with the same cfg now complete: rootfs, network, spec, Create.
+ * On failure everything is removed (rt_container_delete); free c after. */
+int rt_container_finish(struct rt_container *c, const struct rt_container_config *cfg,
                         struct strata_error **ret_err);
 /* Start the init process; for attached containers also starts relaying
  * stdio between the container and our fds 0/1/2. */
@@ -319,13 +342,17 @@ int rt_container_kill(struct rt_container *c, int sig, struct strata_error **ret
 /* The container's pty size (containers created with spec.tty). */
 int rt_container_resize(struct rt_container *c, unsigned width, unsigned height,
                         struct strata_error **ret_err);
+/* Unmount the rootfs of a container whose task has stopped (-EBUSY if it
+ * has not), so that its snapshot can go while rt_container_delete runs.
+ * Nothing to do for a rootfs we did not mount. */
+int rt_container_release_rootfs(struct rt_container *c, struct strata_error **ret_err);
 /* Delete the task, stop the shim, CNI DEL, remove the netns, unmount the
- * rootfs and remove the directory. force: kill a running task first, and
+ * rootfs and remove the directories. force: kill a running task first, and
  * clean up after a dead shim. */
 int rt_container_delete(struct rt_container *c, bool force, struct strata_error **ret_err);
 
 /* Load a container record by id (or unique id prefix, or name). */
-int rt_container_load(const char *root, const char *id, struct rt_container **ret,
+int rt_container_load(const char *state_dir, const char *id, struct rt_container **ret,
                       struct strata_error **ret_err);
 
 struct rt_container_info {
@@ -347,10 +374,12 @@ void rt_container_info_done(struct rt_container_info *i);
 /* Query the shim (if any) and describe the container. */
 int rt_container_inspect(struct rt_container *c, struct rt_container_info *ret,
                          struct strata_error **ret_err);
-/* ids of all container records under root (NULL-terminated, malloc'd). */
-int rt_container_list(const char *root, char ***ret_ids, struct strata_error **ret_err);
+/* ids of all container records under state_dir (NULL-terminated, malloc'd). */
+int rt_container_list(const char *state_dir, char ***ret_ids, struct strata_error **ret_err);
 
 const char *rt_container_id(const struct rt_container *c);
 const char *rt_container_dir(const struct rt_container *c);
+/* A detached container's output (stdout and stderr), or NULL. */
+const char *rt_container_log_path(const struct rt_container *c);
 struct rt_container *rt_container_free(struct rt_container *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_container *, rt_container_free)

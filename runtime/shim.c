@@ -3,12 +3,21 @@
  * containerd-shim-runc-v2 without containerd: the shim v2 `start` protocol,
  * the Task API over ttrpc, and the cleanup of a shim that died.
  *
- * Start protocol (containerd runtime/v2/binary.go, shim/util.go):
- *   cwd = bundle (basename = id), own process group,
- *   argv = shim -namespace NS -address A -publish-binary B -id ID start,
- *   stdin = a marshalled google.protobuf.Any of containerd.runc.v1.Options
- *   (never a terminal or an open pipe: `start` reads it to EOF),
- *   stdout = the ttrpc address, printed without a newline, exit 0.
+ * Starting the shim: `shim ... start` (containerd runtime/v2/binary.go)
+ * only does this (runc/manager/manager_linux.go Start): create the listening
+ * socket unix:///run/containerd/s/<sha256(address/ns/id)>, write it to
+ * <bundle>/address, and run itself again without an action, cwd = bundle,
+ * own process group, the listener as fd 3, stdio on /dev/null; then print
+ * the address. That is one Go program start (~35 ms, more on a busy host)
+ * spent on a socket and a fork, so we do those ourselves and exec the shim's
+ * serving mode directly; the shim serves the inherited fd 3
+ * (shim/shim_unix.go serveListener). It is our child until we exit (then
+ * init adopts it). STRATA_SHIM_START_ACTION=1 goes through `start` instead
+ * (stdin: a marshalled Any of containerd.runc.v1.Options, or /dev/null;
+ * stdout: the address without a newline).
+ *
+ * runc options (binary_name: runc or crun) go in Create's `options`, which
+ * is what the shim reads them from (runc/container.go NewContainer).
  *
  * The `log` fifo trap: the shim daemon opens <bundle>/log for writing with a
  * blocking open and only then serves requests. We create it and hold it
@@ -30,7 +39,9 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "digest.h"
@@ -55,6 +66,7 @@ struct rt_shim {
 	int stop_fd;
 	pthread_t log_thread;
 	bool log_thread_running;
+	pid_t pid; /* the shim, when it is our child (we spawned it); else 0 */
 };
 
 static const char *install_hint(const char *name)
@@ -182,6 +194,9 @@ struct rt_shim *rt_shim_free(struct rt_shim *s)
 	safe_close(s->log_fd);
 	safe_close(s->log_out);
 	rt_ttrpc_free(s->conn);
+	/* Reap it if it is done; a running shim is adopted by init when we exit. */
+	if (s->pid > 0)
+		(void)waitpid(s->pid, NULL, WNOHANG);
 	free(s->address);
 	free(s->id);
 	free(s);
@@ -225,26 +240,38 @@ static char **shim_environ(void)
 	return env;
 }
 
-/* Marshal Any{containerd.runc.v1.Options{binary_name}} into a pipe that
- * becomes the shim's stdin; /dev/null when there is nothing to say. */
-static int options_stdin(const char *runtime_binary)
+/* The packed runc options {binary_name} (for Create's options Any). */
+static int pack_runc_options(const char *runtime_binary, uint8_t **ret, size_t *ret_len)
 {
-	int p[2];
-
-	if (!runtime_binary || !*runtime_binary)
-		return open("/dev/null", O_RDONLY | O_CLOEXEC);
-
 	Rtpb__RuncOptions opts = RTPB__RUNC_OPTIONS__INIT;
-	Rtpb__Any any = RTPB__ANY__INIT;
-	_cleanup_free_ uint8_t *inner = NULL, *outer = NULL;
+	uint8_t *buf;
 	size_t n;
 
 	opts.binary_name = (char *)runtime_binary;
 	n = rtpb__runc_options__get_packed_size(&opts);
-	inner = malloc(n + 1);
-	if (!inner)
+	buf = malloc(n + 1);
+	if (!buf)
 		return -ENOMEM;
-	rtpb__runc_options__pack(&opts, inner);
+	rtpb__runc_options__pack(&opts, buf);
+	*ret = buf;
+	*ret_len = n;
+	return 0;
+}
+
+/* Marshal Any{containerd.runc.v1.Options{binary_name}} into a pipe that
+ * becomes the stdin of `shim start`; /dev/null when there is nothing to say. */
+static int options_stdin(const char *runtime_binary)
+{
+	_cleanup_free_ uint8_t *inner = NULL, *outer = NULL;
+	Rtpb__Any any = RTPB__ANY__INIT;
+	size_t n;
+	int p[2], r;
+
+	if (!runtime_binary || !*runtime_binary)
+		return open("/dev/null", O_RDONLY | O_CLOEXEC);
+	r = pack_runc_options(runtime_binary, &inner, &n);
+	if (r < 0)
+		return r;
 	any.type_url = (char *)RUNC_OPTIONS_URL;
 	any.value.data = inner;
 	any.value.len = n;
@@ -257,13 +284,26 @@ static int options_stdin(const char *runtime_binary)
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return negative_errno();
 	/* A few dozen bytes: always fits the pipe buffer. */
-	int r = loop_write(p[1], outer, n);
+	r = loop_write(p[1], outer, n);
 	safe_close(p[1]);
 	if (r < 0) {
 		safe_close(p[0]);
 		return r;
 	}
 	return p[0];
+}
+
+static void posix_spawn_signals(posix_spawnattr_t *attr)
+{
+	sigset_t none, dfl;
+
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(attr, &none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGTERM);
+	posix_spawnattr_setsigdefault(attr, &dfl);
 }
 
 /* Run the shim binary with args in the bundle dir; collect stdout+stderr.
@@ -309,17 +349,7 @@ static int run_shim(const char *shim, const struct rt_shim_params *p, const char
 	posix_spawn_file_actions_addchdir_np(&fa, p->bundle);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setpgroup(&attr, 0);
-	{
-		sigset_t none, all;
-		sigemptyset(&none);
-		sigfillset(&all);
-		posix_spawnattr_setsigmask(&attr, &none);
-		sigemptyset(&all);
-		sigaddset(&all, SIGPIPE);
-		sigaddset(&all, SIGINT);
-		sigaddset(&all, SIGTERM);
-		posix_spawnattr_setsigdefault(&attr, &all);
-	}
+	posix_spawn_signals(&attr);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 	                                        POSIX_SPAWN_SETSIGDEF);
 	r = -posix_spawn(&pid, shim, &fa, &attr, (char *const *)argv, env);
@@ -373,12 +403,179 @@ static char *strip(char *s)
 	return s;
 }
 
+/* The classic way: `shim start` prints the address of the daemon it forked. */
+static int start_via_action(const char *shim, const struct rt_shim_params *p, struct rt_shim *s,
+                            struct strata_error **ret_err)
+{
+	_cleanup_free_ char *out = NULL;
+	_cleanup_close_ int in = -1;
+	int r;
+
+	in = options_stdin(p->runtime_binary);
+	if (in < 0)
+		return strata_error_set_errno(ret_err, in, "shim options");
+	r = run_shim(shim, p, "start", false, in, &out, NULL);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "run %s start", shim);
+	strip(out);
+	if (r != 0)
+		return strata_error_set(ret_err, -EIO, "%s start exited with status %d: %s", shim,
+		                        r, *out ? out : "(no output)");
+	if (!*out)
+		return strata_error_set(ret_err, -EPROTO, "%s start printed no address", shim);
+	s->address = TAKE_PTR(out);
+	return 0;
+}
+
+/* Bind and listen on the shim's socket path. A socket file left by a shim
+ * that died is replaced; one that still answers means a live shim owns it. */
+static int shim_listen(const char *address, struct strata_error **ret_err)
+{
+	const char *path = address + strlen("unix://");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	socklen_t salen;
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return strata_error_set(ret_err, -ENAMETOOLONG, "shim socket \"%s\" too long",
+		                        path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+	r = path_mkdir_p(SHIM_SOCKET_DIR, 0711);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "create " SHIM_SOCKET_DIR);
+	/* Kept at fd 10 or above: the child's fds 0 to 3 are set up by dup2. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return strata_error_set_errno(ret_err, negative_errno(), "socket");
+	if (fd < 10) {
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+		if (high < 0)
+			return strata_error_set_errno(ret_err, negative_errno(), "fcntl");
+		safe_close(fd);
+		fd = high;
+	}
+	for (int attempt = 0;; attempt++) {
+		if (bind(fd, (struct sockaddr *)&sa, salen) == 0)
+			break;
+		if (errno != EADDRINUSE || attempt > 0)
+			return strata_error_set_errno(ret_err, negative_errno(), "bind \"%s\"",
+			                              path);
+		_cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, salen) == 0)
+			return strata_error_set(ret_err, -EEXIST, "a shim already serves \"%s\"",
+			                        path);
+		if (unlink(path) < 0 && errno != ENOENT)
+			return strata_error_set_errno(ret_err, negative_errno(), "remove \"%s\"",
+			                              path);
+	}
+	if (chmod(path, 0600) < 0 || listen(fd, SOMAXCONN) < 0) {
+		r = negative_errno();
+		(void)unlink(path);
+		return strata_error_set_errno(ret_err, r, "listen on \"%s\"", path);
+	}
+	return TAKE_FD(fd);
+}
+
+/* As containerd's AdjustOOMScore: the shim is a little likelier to be
+ * OOM-killed than whoever started it. Best effort. */
+static void adjust_oom_score(pid_t pid)
+{
+	char buf[32], path[64];
+	_cleanup_close_ int self = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+	ssize_t n = self >= 0 ? read(self, buf, sizeof(buf) - 1) : -1;
+	int v;
+
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	v = MIN(atoi(buf) + 1, 1000);
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = snprintf(buf, sizeof(buf), "%d", v);
+		(void)!write(fd, buf, (size_t)n);
+	}
+}
+
+/* What `start` does, minus its own Go start-up (see the header comment). */
+static int start_direct(const char *shim, const struct rt_shim_params *p, struct rt_shim *s,
+                        struct strata_error **ret_err)
+{
+	_cleanup_free_ char **env = shim_environ();
+	_cleanup_free_ char *address = NULL;
+	_cleanup_close_ int lfd = -1, dfd = -1;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	pid_t pid;
+	int r;
+
+	if (!env)
+		return -ENOMEM;
+	r = rt_shim_socket_address(p, &address);
+	if (r < 0)
+		return r;
+	lfd = shim_listen(address, ret_err);
+	if (lfd < 0)
+		return lfd;
+	/* The shim reads it back to remove its socket on Shutdown. */
+	dfd = open(p->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = strata_error_set_errno(ret_err, negative_errno(), "open \"%s\"", p->bundle);
+		goto fail;
+	}
+	{
+		_cleanup_close_ int afd =
+		        openat(dfd, "address", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (afd < 0 || loop_write(afd, address, strlen(address)) < 0) {
+			r = strata_error_set_errno(ret_err, afd < 0 ? negative_errno() : -EIO,
+			                           "write \"%s/address\"", p->bundle);
+			goto fail;
+		}
+	}
+
+	const char *argv[] = {
+	        shim,       "-namespace", p->ns ? p->ns : RT_DEFAULT_NAMESPACE,
+	        "-id",      p->id,        "-address",
+	        p->address, NULL,
+	};
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	posix_spawn_file_actions_adddup2(&fa, lfd, 3);
+	/* Nothing else of ours: an inherited pipe would keep a reader waiting. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+	posix_spawn_file_actions_addchdir_np(&fa, p->bundle);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawn_signals(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+	                                        POSIX_SPAWN_SETSIGDEF);
+	r = -posix_spawn(&pid, shim, &fa, &attr, (char *const *)argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (r < 0) {
+		strata_error_set_errno(ret_err, r, "run %s", shim);
+		goto fail;
+	}
+	s->pid = pid;
+	adjust_oom_score(pid);
+	s->address = TAKE_PTR(address);
+	return 0;
+
+fail:
+	(void)unlink(address + strlen("unix://"));
+	return r;
+}
+
 int rt_shim_start(const struct rt_shim_params *p, struct rt_shim **ret,
                   struct strata_error **ret_err)
 {
 	_cleanup_(rt_shim_freep) struct rt_shim *s = NULL;
-	_cleanup_free_ char *shim = NULL, *runtime = NULL, *out = NULL;
-	_cleanup_close_ int in = -1;
+	_cleanup_free_ char *shim = NULL, *runtime = NULL;
+	const char *mode = getenv("STRATA_SHIM_START_ACTION");
 	int r;
 
 	r = rt_require_binary(RT_SHIM_BINARY, &shim, ret_err);
@@ -395,25 +592,22 @@ int rt_shim_start(const struct rt_shim_params *p, struct rt_shim **ret,
 	r = open_log_fifo(s, p->bundle, ret_err);
 	if (r < 0)
 		return r;
-	in = options_stdin(p->runtime_binary);
-	if (in < 0)
-		return strata_error_set_errno(ret_err, in, "shim options");
-
-	r = run_shim(shim, p, "start", false, in, &out, NULL);
+	if (mode && streq(mode, "1"))
+		r = start_via_action(shim, p, s, ret_err);
+	else
+		r = start_direct(shim, p, s, ret_err);
 	if (r < 0)
-		return strata_error_set_errno(ret_err, r, "run %s start", shim);
-	strip(out);
-	if (r != 0)
-		return strata_error_set(ret_err, -EIO, "%s start exited with status %d: %s", shim,
-		                        r, *out ? out : "(no output)");
-	if (!*out)
-		return strata_error_set(ret_err, -EPROTO, "%s start printed no address", shim);
-	s->address = TAKE_PTR(out);
+		return r;
 
+	/* The socket listens already: connect succeeds before the shim serves,
+	 * and the first call waits for it. */
 	r = rt_ttrpc_connect(s->address, &s->conn, ret_err);
-	if (r < 0)
+	if (r < 0) {
+		if (s->pid > 0)
+			(void)kill(s->pid, SIGKILL);
 		return strata_error_prefix(ret_err, r, "connect to the shim");
-	log_debug("shim for %s listening on %s", p->id, s->address);
+	}
+	log_debug("shim for %s (pid %d) listening on %s", p->id, (int)s->pid, s->address);
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -485,6 +679,8 @@ int rt_shim_create(struct rt_shim *s, const struct rt_task_create *t, uint32_t *
                    struct strata_error **ret_err)
 {
 	Rtpb__CreateTaskRequest req = RTPB__CREATE_TASK_REQUEST__INIT;
+	Rtpb__Any options = RTPB__ANY__INIT;
+	_cleanup_free_ uint8_t *packed_options = NULL;
 	_cleanup_free_ Rtpb__Mount *mounts = NULL;
 	_cleanup_free_ Rtpb__Mount **mptrs = NULL;
 	ProtobufCMessage *resp = NULL;
@@ -510,6 +706,14 @@ int rt_shim_create(struct rt_shim *s, const struct rt_task_create *t, uint32_t *
 		}
 		req.n_rootfs = t->n_rootfs;
 		req.rootfs = mptrs;
+	}
+	if (t->runtime_binary && *t->runtime_binary) {
+		r = pack_runc_options(t->runtime_binary, &packed_options, &options.value.len);
+		if (r < 0)
+			return r;
+		options.type_url = (char *)RUNC_OPTIONS_URL;
+		options.value.data = packed_options;
+		req.options = &options;
 	}
 	req.bundle = (char *)t->bundle;
 	req.terminal = t->terminal;
@@ -655,11 +859,18 @@ int rt_shim_shutdown(struct rt_shim *s, struct strata_error **ret_err)
 	/* The shim exits while answering: a closed connection is success. */
 	if (r == -ECONNRESET || r == -EPIPE) {
 		strata_error_free(err);
-		return 0;
+		err = NULL;
+		r = 0;
 	}
-	strata_error_propagate(ret_err, &err);
-	strata_error_free(err);
-	return r;
+	if (r < 0) {
+		strata_error_propagate(ret_err, &err);
+		strata_error_free(err);
+		return r;
+	}
+	/* As containerd, we do not wait for the process to exit: it removed its
+	 * socket before answering and has nothing left to do. Our child (when we
+	 * spawned it) is reaped by rt_shim_free if done, else adopted by init. */
+	return 0;
 }
 
 int rt_shim_cleanup_dead(const struct rt_shim_params *p, uint32_t *ret_status,

@@ -7,7 +7,9 @@
 # `runc run` of a prepared bundle as the floor.
 #
 # Usage: bench/run/run.sh [BUILD_DIR] (default: build). Root only.
-# Env: RUNS (default 20), WARMUP (default 3).
+# Env: RUNS (default 20), WARMUP (default 3), BASELINE=/path/to/strata: also
+# time that binary's run --rm --net none in the same hyperfine run (before/after
+# on a shared machine).
 # Prints a table and the ratios; target: strata/ctr <= 0.7.
 set -euo pipefail
 
@@ -27,8 +29,8 @@ tmp=$(mktemp -d /var/tmp/strata-bench-run.XXXXXX)
 pids=()
 cleanup() {
 	set +e
-	[ -n "${S_ROOT:-}" ] && for id in $(ls "$S_ROOT/containers" 2>/dev/null); do
-		"$strata_bin" --root "$S_ROOT" --address "$S_SOCK" rm -f "$id" >/dev/null 2>&1
+	[ -n "${S:-}" ] && for id in $($S ps -a -q 2>/dev/null); do
+		$S rm -f "$id" >/dev/null 2>&1
 	done
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${pids[@]}"; do
@@ -109,7 +111,13 @@ cp -a "$tmp/rootfs/." "$tmp/bundle/rootfs/"
 (cd "$tmp/bundle" && runc spec && jq '.process.terminal=false | .process.args=["true"]' config.json >c && mv c config.json)
 
 hyperfine -N --help >/dev/null 2>&1 && shellopt=(-S bash) || shellopt=()
+baseline=()
+if [ -n "${BASELINE:-}" ]; then
+	B="$BASELINE --root $S_ROOT --address $S_SOCK --config $tmp/strata/config.toml"
+	baseline=(-n "baseline run --rm --net none" "$B run --rm --net none $IMG true")
+fi
 hyperfine "${shellopt[@]}" --warmup "$warmup" --runs "$runs" --export-json "$tmp/h.json" \
+	"${baseline[@]}" \
 	-n "strata run --rm --net none" "$S run --rm --net none $IMG true" \
 	-n "ctr run --rm" "$CTR run --rm $IMG b\$RANDOM\$RANDOM true" \
 	-n "strata run --rm --net host" "$S run --rm --net host $IMG true" \
@@ -130,3 +138,6 @@ ratio() { jq -r --arg a "$1" --arg b "$2" --arg f "$3" \
 echo
 echo "ratio strata/ctr (--net none vs default): mean $(ratio 'strata run --rm --net none' 'ctr run --rm' mean)x, p50 $(ratio 'strata run --rm --net none' 'ctr run --rm' median)x (target <= 0.7)"
 echo "ratio strata/ctr (host network):          mean $(ratio 'strata run --rm --net host' 'ctr run --rm --net-host' mean)x, p50 $(ratio 'strata run --rm --net host' 'ctr run --rm --net-host' median)x"
+[ -n "${BASELINE:-}" ] &&
+	echo "ratio baseline/ctr (--net none):          mean $(ratio 'baseline run --rm --net none' 'ctr run --rm' mean)x, p50 $(ratio 'baseline run --rm --net none' 'ctr run --rm' median)x"
+exit 0

@@ -212,12 +212,12 @@ CFG
 stop_strata_root() {
 	local root=$1 sock=${2:-} pid id
 	[ -d "$root" ] || return 0
-	if [ -d "$root/containers" ]; then
-		for id in $(ls "$root/containers" 2>/dev/null); do
-			"$STRATA_BIN" --root "$root" ${sock:+--address "$sock"} rm -f "$id" >/dev/null 2>&1 ||
-				echo "stop_strata_root: rm -f $id failed" >&2
-		done
-	fi
+	# container records live in the runtime state dir (next to the socket),
+	# so ask strata itself which containers exist
+	for id in $("$STRATA_BIN" --root "$root" ${sock:+--address "$sock"} ps -a -q 2>/dev/null); do
+		"$STRATA_BIN" --root "$root" ${sock:+--address "$sock"} rm -f "$id" >/dev/null 2>&1 ||
+			echo "stop_strata_root: rm -f $id failed" >&2
+	done
 	if [ -f "$root/strata.pid" ]; then
 		pid=$(cat "$root/strata.pid")
 		kill -TERM "$pid" 2>/dev/null || true

@@ -20,7 +20,7 @@
 #include "runtime.h"
 
 static char tmp[] = "/tmp/strata-rt-run-XXXXXX";
-static char rootfs[256], root[256], cniconf[256];
+static char rootfs[256], root[256], statedir[256], cniconf[256];
 
 static void sh(const char *fmt, ...) _printf_(1, 2);
 static void sh(const char *fmt, ...)
@@ -44,6 +44,7 @@ static int setup(void **state)
 		return -1;
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", tmp);
 	snprintf(root, sizeof(root), "%s/root", tmp);
+	snprintf(statedir, sizeof(statedir), "%s/state", tmp);
 	snprintf(cniconf, sizeof(cniconf), "%s/net.d", tmp);
 	sh("mkdir -p %s/bin %s/etc %s/tmp %s/proc %s/sys %s/dev && cp /bin/busybox %s/bin/busybox",
 	   rootfs, rootfs, rootfs, rootfs, rootfs, rootfs, rootfs);
@@ -102,6 +103,7 @@ static int run(const char *id, enum rt_net_mode net, const char **args, char **r
 	out_open(&e, "stderr");
 	struct rt_container_config cfg = {
 	        .root = root,
+	        .state_dir = statedir,
 	        .id = id,
 	        .image = "busybox",
 	        .image_config = "{\"config\":{\"Cmd\":[\"sh\"],\"Env\":[\"FOO=bar\"]}}",
@@ -146,6 +148,8 @@ static void assert_clean(const char *id)
 {
 	char p[512];
 	struct stat st;
+	snprintf(p, sizeof(p), "%s/containers/%s", statedir, id);
+	assert_int_equal(stat(p, &st), -1);
 	snprintf(p, sizeof(p), "%s/containers/%s", root, id);
 	assert_int_equal(stat(p, &st), -1);
 	snprintf(p, sizeof(p), "/run/netns/strata-%s", id);
@@ -154,7 +158,7 @@ static void assert_clean(const char *id)
 	assert_int_equal(stat(p, &st), -1);
 	struct rt_shim_params sp = {.ns = "strata", .id = id, .address = NULL};
 	char *addr = NULL, key[300];
-	snprintf(key, sizeof(key), "%s/containers", root);
+	snprintf(key, sizeof(key), "%s/containers", statedir);
 	sp.address = key;
 	assert_int_equal(rt_shim_socket_address(&sp, &addr), 0);
 	assert_int_equal(stat(addr + 7, &st), -1);
@@ -256,6 +260,7 @@ static void test_missing_runc(void **state)
 	const char *args[] = {"true", NULL};
 	struct rt_container_config cfg = {
 	        .root = root,
+	        .state_dir = statedir,
 	        .id = "norunc",
 	        .rootfs = rootfs,
 	        .spec = {.args = (char **)args, .net = RT_NET_HOST},
@@ -285,6 +290,7 @@ static void test_detached_and_reload(void **state)
 	const char *args[] = {"sh", "-c", "echo detached-out; sleep 30", NULL};
 	struct rt_container_config cfg = {
 	        .root = root,
+	        .state_dir = statedir,
 	        .id = "det1",
 	        .name = "mydet",
 	        .rootfs = rootfs,
@@ -297,7 +303,7 @@ static void test_detached_and_reload(void **state)
 	assert_int_equal(rt_container_start(c, &err), 0);
 	rt_container_free(c); /* "the CLI exits" */
 
-	assert_int_equal(rt_container_load(root, "mydet", &c2, &err), 0);
+	assert_int_equal(rt_container_load(statedir, "mydet", &c2, &err), 0);
 	assert_int_equal(rt_container_inspect(c2, &info, &err), 0);
 	assert_true(info.shim_alive);
 	assert_int_equal(info.status, RT_TASK_RUNNING);
@@ -324,6 +330,7 @@ static void test_dead_shim_cleanup(void **state)
 	const char *args[] = {"sleep", "30", NULL};
 	struct rt_container_config cfg = {
 	        .root = root,
+	        .state_dir = statedir,
 	        .id = "dead1",
 	        .rootfs = rootfs,
 	        .spec = {.args = (char **)args, .net = RT_NET_BRIDGE},
@@ -341,7 +348,7 @@ static void test_dead_shim_cleanup(void **state)
 	rt_container_info_done(&info);
 	rt_container_free(c);
 	usleep(200000);
-	assert_int_equal(rt_container_load(root, "dead1", &c2, &err), 0);
+	assert_int_equal(rt_container_load(statedir, "dead1", &c2, &err), 0);
 	assert_int_equal(rt_container_inspect(c2, &info, &err), 0);
 	assert_false(info.shim_alive);
 	rt_container_info_done(&info);
@@ -353,6 +360,154 @@ static void test_dead_shim_cleanup(void **state)
 	assert_clean("dead1");
 	/* the container's sleep is gone too */
 	assert_int_not_equal(system("ps -eo args | grep -q '^sleep 30$'"), 0);
+}
+
+/* Create's runc options reach the shim (it writes them to options.json). */
+static void check_options(struct rt_container *c)
+{
+	char p[512], *opts = NULL;
+	snprintf(p, sizeof(p), "%s/options.json", rt_container_dir(c));
+	assert_int_equal(path_read_file_at(AT_FDCWD, p, 1 << 20, &opts, NULL), 0);
+	assert_non_null(strstr(opts, "\"binary_name\":\"runc\""));
+	free(opts);
+}
+
+static void test_runtime_binary_option(void **state)
+{
+	struct rt_container *c = NULL;
+	struct strata_error *err = NULL;
+	const char *args[] = {"true", NULL};
+	int code = -1;
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .state_dir = statedir,
+	        .id = "rtbin",
+	        .rootfs = rootfs,
+	        .spec = {.args = (char **)args, .net = RT_NET_HOST},
+	        .runtime_binary = "runc",
+	        .detach = true,
+	};
+	assert_int_equal(rt_container_create(&cfg, &c, &err), 0);
+	check_options(c);
+	assert_int_equal(rt_container_start(c, &err), 0);
+	assert_int_equal(rt_container_wait(c, &code, &err), 0);
+	assert_int_equal(code, 0);
+	assert_int_equal(rt_container_delete(c, false, &err), 0);
+	rt_container_free(c);
+	assert_clean("rtbin");
+}
+
+/* The shim's own `start` action still works (STRATA_SHIM_START_ACTION=1). */
+static void test_start_action(void **state)
+{
+	const char *args[] = {"echo", "via-start", NULL};
+	char *out = NULL;
+	setenv("STRATA_SHIM_START_ACTION", "1", 1);
+	int code = run("startact", RT_NET_NONE, args, &out, NULL);
+	assert_int_equal(code, 0);
+	assert_string_equal(out, "via-start\n");
+	free(out);
+	assert_clean("startact");
+}
+
+static int unset_start_action(void **state)
+{
+	unsetenv("STRATA_SHIM_START_ACTION");
+	return 0;
+}
+
+/* begin without finish (the image or snapshot failed): nothing stays. */
+static void test_begin_abandoned(void **state)
+{
+	struct rt_container *c = NULL;
+	struct strata_error *err = NULL;
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .state_dir = statedir,
+	        .id = "abandon",
+	        .spec = {.net = RT_NET_NONE},
+	        .detach = true,
+	};
+	struct rt_container_info info;
+	assert_int_equal(rt_container_begin(&cfg, &c, &err), 0);
+	/* Look first, assert after the cleanup: a failed check must not leave
+	 * a shim running. */
+	assert_int_equal(rt_container_inspect(c, &info, &err), 0);
+	/* no rootfs yet: finish refuses, and cleans up */
+	int r = rt_container_finish(c, &cfg, &err);
+	strata_error_free(err);
+	err = NULL;
+	rt_container_free(c);
+	pid_t shim = (pid_t)info.shim_pid;
+	assert_true(info.shim_alive);
+	assert_true(info.shim_pid > 0);
+	assert_int_equal(info.status, RT_TASK_UNKNOWN); /* no task yet */
+	rt_container_info_done(&info);
+	assert_int_equal(r, -EINVAL);
+	assert_clean("abandon");
+	/* the shim exits after Shutdown (our child: reaped, or soon gone) */
+	for (int i = 0; i < 100 && kill(shim, 0) == 0; i++) {
+		(void)waitpid(shim, NULL, WNOHANG);
+		usleep(10000);
+	}
+	assert_int_equal(kill(shim, 0), -1);
+}
+
+/* Layer mounts: an overlay we mount with "volatile", released (unmounted)
+ * as soon as the task stopped, then everything deleted. */
+static void test_overlay_release(void **state)
+{
+	struct rt_container *c = NULL;
+	struct strata_error *err = NULL;
+	char lower[300], upper[300], work[300], opt[1024], p[400];
+	const char *args[] = {"sh", "-c", "echo data >/written", NULL};
+	struct stat st;
+	int code = -1;
+
+	snprintf(lower, sizeof(lower), "%s", rootfs);
+	snprintf(upper, sizeof(upper), "%s/ovl/upper", tmp);
+	snprintf(work, sizeof(work), "%s/ovl/work", tmp);
+	sh("mkdir -p %s %s", upper, work);
+	snprintf(opt, sizeof(opt), "lowerdir=%s", lower);
+	char uo[400], wo[400];
+	snprintf(uo, sizeof(uo), "upperdir=%s", upper);
+	snprintf(wo, sizeof(wo), "workdir=%s", work);
+	char *options[] = {(char *)"index=off", opt, uo, wo, NULL};
+	struct rt_mount m = {
+	        .type = (char *)"overlay", .source = (char *)"overlay", .options = options};
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .state_dir = statedir,
+	        .id = "ovl1",
+	        .mounts = &m,
+	        .n_mounts = 1,
+	        .spec = {.args = (char **)args, .net = RT_NET_NONE},
+	        .detach = true,
+	};
+	assert_int_equal(rt_container_create(&cfg, &c, &err), 0);
+	/* mounted with volatile: overlayfs marks the work dir */
+	snprintf(p, sizeof(p), "%s/work/incompat/volatile", work);
+	assert_int_equal(stat(p, &st), 0);
+	/* not released while the task exists but has not run */
+	assert_int_equal(rt_container_release_rootfs(c, &err), -EBUSY);
+	strata_error_free(err);
+	err = NULL;
+	assert_int_equal(rt_container_start(c, &err), 0);
+	assert_int_equal(rt_container_wait(c, &code, &err), 0);
+	assert_int_equal(code, 0);
+	assert_int_equal(rt_container_release_rootfs(c, &err), 0);
+	char *mounts = NULL;
+	assert_int_equal(
+	        path_read_file_at(AT_FDCWD, "/proc/self/mountinfo", 1 << 22, &mounts, NULL), 0);
+	assert_null(strstr(mounts, rt_container_dir(c)));
+	free(mounts);
+	/* the write went to the upper dir */
+	snprintf(p, sizeof(p), "%s/written", upper);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(rt_container_delete(c, false, &err), 0);
+	rt_container_free(c);
+	sh("rm -rf %s/ovl", tmp);
+	assert_clean("ovl1");
 }
 
 /* Not a pass/fail figure: run-to-exit wall time of `true`, for the notes. */
@@ -391,6 +546,10 @@ int main(void)
 	        cmocka_unit_test(test_missing_runc),
 	        cmocka_unit_test(test_detached_and_reload),
 	        cmocka_unit_test(test_dead_shim_cleanup),
+	        cmocka_unit_test(test_runtime_binary_option),
+	        cmocka_unit_test_teardown(test_start_action, unset_start_action),
+	        cmocka_unit_test(test_begin_abandoned),
+	        cmocka_unit_test(test_overlay_release),
 	        cmocka_unit_test(test_timing_true),
 	};
 	if (geteuid() != 0)

@@ -359,6 +359,51 @@ static void test_bad_inputs(void **state)
 	strata_error_free(err);
 }
 
+/* The runtime state dir: config wins, else the socket's directory. */
+static void test_state_dir(void **state)
+{
+	struct toml_value *conf = NULL;
+	struct strata_error *err = NULL;
+	char *d = NULL, *cwd = getcwd(NULL, 0), want[4200];
+
+	assert_int_equal(rt_state_dir(NULL, "/run/strata/strata.sock", &d, &err), 0);
+	assert_string_equal(d, "/run/strata");
+	free(d);
+	assert_int_equal(rt_state_dir(NULL, "unix:///var/run/x/y.sock", &d, &err), 0);
+	assert_string_equal(d, "/var/run/x");
+	free(d);
+	assert_int_equal(rt_state_dir(NULL, "/s.sock", &d, &err), 0);
+	assert_string_equal(d, "/");
+	free(d);
+	assert_int_equal(rt_state_dir(NULL, NULL, &d, &err), 0);
+	assert_string_equal(d, RT_DEFAULT_STATE_DIR);
+	free(d);
+	/* relative: made absolute, the shim runs elsewhere */
+	assert_non_null(cwd);
+	assert_int_equal(rt_state_dir(NULL, "sub/s.sock", &d, &err), 0);
+	snprintf(want, sizeof(want), "%s/sub", cwd);
+	assert_string_equal(d, want);
+	free(d);
+	assert_int_equal(rt_state_dir(NULL, "s.sock", &d, &err), 0);
+	assert_string_equal(d, cwd);
+	free(d);
+
+	const char *toml = "[runtime]\nstate_dir = \"/tmp/elsewhere\"\n";
+	assert_int_equal(toml_parse(toml, strlen(toml), "t", &conf, &err), 0);
+	assert_int_equal(rt_state_dir(conf, "/run/strata/strata.sock", &d, &err), 0);
+	assert_string_equal(d, "/tmp/elsewhere");
+	free(d);
+	toml_free(conf);
+	/* an empty value is unset */
+	toml = "[runtime]\nstate_dir = \"\"\n";
+	assert_int_equal(toml_parse(toml, strlen(toml), "t", &conf, &err), 0);
+	assert_int_equal(rt_state_dir(conf, "/a/b.sock", &d, &err), 0);
+	assert_string_equal(d, "/a");
+	free(d);
+	toml_free(conf);
+	free(cwd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +414,7 @@ int main(void)
 	        cmocka_unit_test(test_malicious_passwd_symlink),
 	        cmocka_unit_test(test_net_and_volumes),
 	        cmocka_unit_test(test_bad_inputs),
+	        cmocka_unit_test(test_state_dir),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
