@@ -99,7 +99,9 @@ strata_snapshots() { "$PULL_TOOL" "$STRATA_ROOT_DIR" snapshots; }
 	echo "$output" | grep -q "layer sha256:$layer"
 	echo "$output" | grep -qi "digest"
 	[ ! -e "$STRATA_ROOT_DIR/content/blobs/sha256/$layer" ]
-	[ -z "$(ls "$STRATA_ROOT_DIR/content/ingest")" ]
+	# the corrupted layer's ingest is gone; another layer cancelled mid-way
+	# may keep its (verified-so-far) ingest for a later resume
+	! grep -qs "sha256:$layer" "$STRATA_ROOT_DIR"/content/ingest/*/ref
 	run images_ list
 	[ "$(echo "$output" | jq -r '.images | length')" = 0 ]
 	stop_strata
