@@ -20,15 +20,36 @@
 #include "lazy-internal.h"
 
 #define TOUCH_SEC 300
+/* Open chunk files kept for cached reads: 64 x 4 MiB chunks covers a 256 MiB
+ * working set, and costs 64 fds per store, not per layer. */
+#define FD_SLOTS 64
+
+/* An open, size-checked chunk file. pins counts readers using fd right now
+ * (a FUSE reply may splice from it); a slot is reused or closed only when
+ * unpinned. */
+struct fd_slot {
+	struct strata_digest digest;
+	uint64_t size; /* checked at open; a pin for another size reopens */
+	int fd;
+	unsigned pins;
+	uint64_t used;  /* fd_clock at the last pin: LRU */
+	time_t touched; /* when the file's mtime was last refreshed */
+};
 
 /* Thread-safe: dir_fd is immutable, size atomic, evict_lock serialises
- * eviction (a put finding it busy skips, the evictor catches up). */
+ * eviction (a put finding it busy skips, the evictor catches up). fd_lock
+ * protects slots and fd_clock; it is held only around table updates, never
+ * across I/O other than open/close of one chunk file. */
 struct lazy_cache {
 	int dir_fd;
 	uint64_t max_bytes;
 	atomic_uint_fast64_t size;
 	pthread_mutex_t evict_lock;
 	atomic_uint_fast64_t tmp_seq;
+
+	pthread_mutex_t fd_lock;
+	struct fd_slot slots[FD_SLOTS];
+	uint64_t fd_clock;
 };
 
 static void chunk_name(const struct strata_digest *d, char buf[static 68])
@@ -115,6 +136,9 @@ int lazy_cache_open(const char *dir, uint64_t max_bytes, struct lazy_cache **ret
 	}
 	c->max_bytes = max_bytes;
 	pthread_mutex_init(&c->evict_lock, NULL);
+	pthread_mutex_init(&c->fd_lock, NULL);
+	for (size_t i = 0; i < FD_SLOTS; i++)
+		c->slots[i].fd = -1;
 	(void)visit(c, add_size, &total);
 	atomic_store(&c->size, total);
 	*ret = c;
@@ -126,7 +150,11 @@ struct lazy_cache *lazy_cache_free(struct lazy_cache *c)
 	if (!c)
 		return NULL;
 	close(c->dir_fd);
+	for (size_t i = 0; i < FD_SLOTS; i++)
+		if (c->slots[i].fd >= 0)
+			close(c->slots[i].fd);
 	pthread_mutex_destroy(&c->evict_lock);
+	pthread_mutex_destroy(&c->fd_lock);
 	free(c);
 	return NULL;
 }
@@ -144,13 +172,14 @@ bool lazy_cache_has(struct lazy_cache *c, const struct strata_digest *d)
 	return faccessat(c->dir_fd, name, F_OK, 0) == 0;
 }
 
-ssize_t lazy_cache_read(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
-                        void *buf, size_t len, uint64_t off)
+/* Open chunk d and check its size: the fd, or -ENOENT (a damaged file is
+ * removed: e.g. a torn write after a crash without rename atomicity; the
+ * caller refetches). */
+static int open_chunk(struct lazy_cache *c, const struct strata_digest *d, uint64_t size)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
 	char name[68];
-	ssize_t n;
 
 	chunk_name(d, name);
 	fd = openat(c->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -159,19 +188,132 @@ ssize_t lazy_cache_read(struct lazy_cache *c, const struct strata_digest *d, uin
 	if (fstat(fd, &st) < 0)
 		return -ENOENT;
 	if ((uint64_t)st.st_size != size) {
-		/* damaged (e.g. a torn write after a crash without rename
-		 * atomicity): drop it, the caller refetches */
 		(void)unlinkat(c->dir_fd, name, 0);
 		return -ENOENT;
 	}
-	if (off >= size)
-		return 0;
-	n = loop_pread(fd, buf, (size_t)MIN((uint64_t)len, size - off), off);
-	if (n < 0)
-		return -ENOENT;
 	if (st.st_mtime + TOUCH_SEC < time(NULL))
 		(void)futimens(fd, NULL);
-	return n;
+	return TAKE_FD(fd);
+}
+
+int lazy_cache_pin(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
+                   struct lazy_cache_pin *ret)
+{
+	struct fd_slot *victim = NULL;
+	int fd;
+
+	pthread_mutex_lock(&c->fd_lock);
+	for (size_t i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *s = &c->slots[i];
+		if (s->fd >= 0 && strata_digest_equal(&s->digest, d) && s->size == size) {
+			time_t now = time(NULL);
+			bool touch = s->touched + TOUCH_SEC < now;
+			s->pins++;
+			s->used = ++c->fd_clock;
+			if (touch)
+				s->touched = now;
+			*ret = (struct lazy_cache_pin){.fd = s->fd, .slot = (int)i};
+			pthread_mutex_unlock(&c->fd_lock);
+			/* keep a hot chunk young for the disk eviction's LRU */
+			if (touch)
+				(void)futimens(ret->fd, NULL);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&c->fd_lock);
+
+	/* open outside the lock: a miss must not stall other readers' hits */
+	fd = open_chunk(c, d, size);
+	if (fd < 0)
+		return fd;
+
+	pthread_mutex_lock(&c->fd_lock);
+	for (size_t i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *s = &c->slots[i];
+		if (s->fd >= 0 && strata_digest_equal(&s->digest, d) && s->size == size) {
+			/* another reader raced us in: use theirs */
+			s->pins++;
+			s->used = ++c->fd_clock;
+			*ret = (struct lazy_cache_pin){.fd = s->fd, .slot = (int)i};
+			pthread_mutex_unlock(&c->fd_lock);
+			close(fd);
+			return 0;
+		}
+		if (s->pins > 0)
+			continue;
+		/* an empty slot, else the least recently used */
+		if (!victim || (victim->fd >= 0 && (s->fd < 0 || s->used < victim->used)))
+			victim = s;
+	}
+	if (!victim) {
+		/* every slot busy: a private fd the caller closes on unpin */
+		pthread_mutex_unlock(&c->fd_lock);
+		*ret = (struct lazy_cache_pin){.fd = fd, .slot = -1};
+		return 0;
+	}
+	int old = victim->fd;
+	victim->digest = *d;
+	victim->size = size;
+	victim->fd = fd;
+	victim->pins = 1;
+	victim->used = ++c->fd_clock;
+	victim->touched = time(NULL);
+	*ret = (struct lazy_cache_pin){.fd = fd, .slot = (int)(victim - c->slots)};
+	pthread_mutex_unlock(&c->fd_lock);
+	if (old >= 0)
+		close(old);
+	return 0;
+}
+
+void lazy_cache_unpin(struct lazy_cache *c, struct lazy_cache_pin *p)
+{
+	if (p->fd < 0)
+		return;
+	if (p->slot < 0) {
+		close(p->fd);
+	} else {
+		pthread_mutex_lock(&c->fd_lock);
+		c->slots[p->slot].pins--;
+		pthread_mutex_unlock(&c->fd_lock);
+	}
+	p->fd = -1;
+}
+
+/* Close unpinned fds, so evicted files free their space now. */
+static void drop_fds(struct lazy_cache *c)
+{
+	int fds[FD_SLOTS];
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->fd_lock);
+	for (size_t i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *s = &c->slots[i];
+		if (s->fd >= 0 && s->pins == 0) {
+			fds[n++] = s->fd;
+			s->fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&c->fd_lock);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+ssize_t lazy_cache_read(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
+                        void *buf, size_t len, uint64_t off)
+{
+	struct lazy_cache_pin pin;
+	ssize_t n;
+	int r;
+
+	r = lazy_cache_pin(c, d, size, &pin);
+	if (r < 0)
+		return r;
+	if (off >= size)
+		n = 0;
+	else
+		n = loop_pread(pin.fd, buf, (size_t)MIN((uint64_t)len, size - off), off);
+	lazy_cache_unpin(c, &pin);
+	return n < 0 ? -ENOENT : n;
 }
 
 struct victim {
@@ -240,6 +382,7 @@ static int evict_locked(struct lazy_cache *c, uint64_t target)
 			total -= e.v[i].size;
 	}
 	atomic_store(&c->size, total);
+	drop_fds(c);
 	log_debug("chunk cache: evicted down to %" PRIu64 " bytes (cap %" PRIu64 ")", total,
 	          c->max_bytes);
 	free(e.v);

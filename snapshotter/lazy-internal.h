@@ -36,6 +36,17 @@ struct lazy_cache *lazy_cache_free(struct lazy_cache *c);
 ssize_t lazy_cache_read(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
                         void *buf, size_t len, uint64_t off);
 bool lazy_cache_has(struct lazy_cache *c, const struct strata_digest *d);
+/* A cached chunk's open, size-checked fd, valid until lazy_cache_unpin()
+ * (a FUSE reply can splice from it). The cache keeps a bounded set of chunk
+ * files open, LRU, so cached reads need no open/stat/close. */
+struct lazy_cache_pin {
+	int fd;
+	int slot; /* -1: a private fd, closed by unpin */
+};
+/* 0, or -ENOENT when not cached (or damaged: then it is removed). */
+int lazy_cache_pin(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
+                   struct lazy_cache_pin *ret);
+void lazy_cache_unpin(struct lazy_cache *c, struct lazy_cache_pin *p);
 /* Store verified bytes. Errors are for the caller to log; a failed put only
  * costs a later refetch. */
 int lazy_cache_put(struct lazy_cache *c, const struct strata_digest *d, const void *buf,

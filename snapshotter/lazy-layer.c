@@ -19,6 +19,17 @@
 
 /* A read fetches at most this much compressed data in one request. */
 #define READ_SPAN_MAX (8u << 20)
+/* Chunks past a missed read's end fetched with it. */
+#define READ_AHEAD_CHUNKS 4
+/* ...within this span: room for two more 4 MiB chunks of data that does not
+ * compress, which READ_SPAN_MAX alone would not allow. */
+#define READ_AHEAD_SPAN_MAX (16u << 20)
+/* Extra bytes of neighbouring small files fetched with a small file's miss,
+ * and the largest gap between their members fetched along. */
+#define NEIGHBOUR_MAX     (512u << 10)
+#define NEIGHBOUR_GAP_MAX (16u << 10)
+/* Only small files (one member of at most this) trigger or join it. */
+#define NEIGHBOUR_MEMBER_MAX (128u << 10)
 /* Prefetch/background requests. */
 #define RANGE_PIECE_MAX (16u << 20)
 #define PROBE_RETRY_MS  5000
@@ -196,6 +207,38 @@ static int fetch_span(struct lazy_layer *l, uint64_t start, uint64_t end, struct
 	return r;
 }
 
+/* A small file is usually read whole, and the files next to it in the blob
+ * (its directory's other files, in tar order) are often read next: extend
+ * the span over the following uncached members, up to NEIGHBOUR_MAX more
+ * bytes, so a walk of many small files makes fewer round trips. Small gaps
+ * (members without chunks: directories, symlinks) are fetched along. */
+static uint64_t extend_neighbours(struct lazy_layer *l, uint64_t start, uint64_t end)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	uint64_t limit = end + NEIGHBOUR_MAX;
+
+	for (uint32_t p = first_at(toc, end); p < toc->n_chunks;) {
+		const struct content_estargz_chunk *g = &toc->chunks[toc->by_offset[p]];
+		uint64_t member = g->offset;
+
+		if (g->offset - end > NEIGHBOUR_GAP_MAX || g->end > limit ||
+		    g->end - start > READ_SPAN_MAX)
+			break;
+		if (g->end - g->offset > NEIGHBOUR_MEMBER_MAX)
+			break;
+		/* every chunk of the member must be a missing whole small file,
+		 * or we stop */
+		for (; p < toc->n_chunks && toc->chunks[toc->by_offset[p]].offset == member; p++) {
+			const struct content_estargz_chunk *c = &toc->chunks[toc->by_offset[p]];
+			if (toc->entries[c->entry].n_chunks != 1 ||
+			    lazy_cache_has(l->mgr->cache, &c->digest))
+				return end;
+		}
+		end = g->end;
+	}
+	return end;
+}
+
 ssize_t lazy_layer_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off)
 {
 	const struct content_estargz_toc *toc = l->toc;
@@ -231,18 +274,24 @@ ssize_t lazy_layer_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t le
 		}
 		atomic_fetch_add(&l->cache_misses, 1);
 		/* Coalesce: this chunk's member and the following chunks of the
-		 * file this read also needs, while they are contiguous in the
-		 * blob and not cached. */
+		 * file this read also needs, plus up to READ_AHEAD_CHUNKS more
+		 * (a sequential reader wants them next), while they are
+		 * contiguous in the blob and not cached. They are verified like
+		 * this one before they are cached. */
 		start = c->offset;
 		end = c->end;
-		for (uint32_t k = ci + 1; k < e->first_chunk + e->n_chunks; k++) {
+		for (uint32_t k = ci + 1, ahead = 0; k < e->first_chunk + e->n_chunks; k++) {
 			const struct content_estargz_chunk *d = &toc->chunks[k];
-			if (d->file_offset >= off + len || d->offset != end ||
-			    d->end - start > READ_SPAN_MAX ||
+			if (d->file_offset >= off + len && ++ahead > READ_AHEAD_CHUNKS)
+				break;
+			if (d->offset != end ||
+			    d->end - start > (ahead ? READ_AHEAD_SPAN_MAX : READ_SPAN_MAX) ||
 			    lazy_cache_has(l->mgr->cache, &d->digest))
 				break;
 			end = d->end;
 		}
+		if (e->n_chunks == 1 && end - start <= NEIGHBOUR_MEMBER_MAX)
+			end = extend_neighbours(l, start, end);
 		r = fetch_span(l, start, end, &w);
 		if (r == -EAGAIN && ++tries < 64)
 			continue; /* someone else fetched it: read the cache again */
