@@ -33,6 +33,7 @@
 
 #include "common.h"
 #include "estargz.h"
+#include "tar-internal.h"
 
 #define BLOCK            512
 #define DEFAULT_CHUNK    (4u << 20)
@@ -116,36 +117,6 @@ static bool header_checksum_ok(const uint8_t *h)
 		s += (int8_t)b;
 	}
 	return want == u || (int64_t)want == (int64_t)s;
-}
-
-static int parse_num(const uint8_t *p, size_t n, uint64_t *ret)
-{
-	uint64_t v = 0;
-	size_t i = 0;
-
-	if (p[0] & 0x80) { /* base-256 */
-		if (p[0] & 0x40)
-			return -EBADMSG; /* negative */
-		v = p[0] & 0x3f;
-		for (i = 1; i < n; i++) {
-			if (v >> 55)
-				return -EBADMSG;
-			v = (v << 8) | p[i];
-		}
-		*ret = v;
-		return 0;
-	}
-	while (i < n && p[i] == ' ')
-		i++;
-	for (; i < n && p[i] >= '0' && p[i] <= '7'; i++) {
-		if (v >> 60)
-			return -EBADMSG;
-		v = (v << 3) | (uint64_t)(p[i] - '0');
-	}
-	if (i < n && p[i] != 0 && p[i] != ' ')
-		return -EBADMSG;
-	*ret = v;
-	return 0;
 }
 
 /* "./a//b/" -> "a/b", "./" -> ""; ".." is refused. */
@@ -362,7 +333,7 @@ static int tar_parse(struct tarfile *t, struct strata_error **ret_err)
 		if (hdr_start == SIZE_MAX)
 			hdr_start = off;
 		type = (char)h[156];
-		r = parse_num(h + 124, 12, &size);
+		r = content_tar_number(h + 124, 12, &size);
 		if (r < 0)
 			return strata_error_set(ret_err, r, "corrupt tar header at offset %zu",
 			                        off);
@@ -472,17 +443,17 @@ static int tar_parse(struct tarfile *t, struct strata_error **ret_err)
 			off = data + padded;
 			continue;
 		}
-		if (parse_num(h + 100, 8, &v) < 0)
+		if (content_tar_number(h + 100, 8, &v) < 0)
 			return strata_error_set(ret_err, -EBADMSG, "tar entry \"%s\": bad mode",
 			                        e->name);
 		e->mode = (uint32_t)(v & 07777);
-		e->uid = pd.has_uid ? pd.uid : (parse_num(h + 108, 8, &v) < 0 ? 0 : v);
-		e->gid = pd.has_gid ? pd.gid : (parse_num(h + 116, 8, &v) < 0 ? 0 : v);
+		e->uid = pd.has_uid ? pd.uid : (content_tar_number(h + 108, 8, &v) < 0 ? 0 : v);
+		e->gid = pd.has_gid ? pd.gid : (content_tar_number(h + 116, 8, &v) < 0 ? 0 : v);
 		if (pd.has_mtime) {
 			e->mtime_sec = pd.mtime_sec;
 			e->mtime_nsec = pd.mtime_nsec;
 		} else {
-			e->mtime_sec = parse_num(h + 136, 12, &v) < 0 ? 0 : (int64_t)v;
+			e->mtime_sec = content_tar_number(h + 136, 12, &v) < 0 ? 0 : (int64_t)v;
 		}
 		if (pd.uname)
 			snprintf(e->uname, sizeof(e->uname), "%.*s", (int)MIN(pd.uname_len, 32u),
@@ -497,8 +468,8 @@ static int tar_parse(struct tarfile *t, struct strata_error **ret_err)
 			snprintf(e->gname, sizeof(e->gname), "%.*s", (int)field_len(h + 297, 32),
 			         h + 297);
 		if (e->type == '3' || e->type == '4') {
-			e->dev_major = parse_num(h + 329, 8, &v) < 0 ? 0 : (uint32_t)v;
-			e->dev_minor = parse_num(h + 337, 8, &v) < 0 ? 0 : (uint32_t)v;
+			e->dev_major = content_tar_number(h + 329, 8, &v) < 0 ? 0 : (uint32_t)v;
+			e->dev_minor = content_tar_number(h + 337, 8, &v) < 0 ? 0 : (uint32_t)v;
 		}
 		e->xattrs = TAKE_PTR(pd.xattrs);
 		e->n_xattrs = pd.n_xattrs;

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "estargz.h"
+#include "tar-internal.h"
 
 #define TAIL_READ      (64u << 10)
 #define PATH_MAX_      4096
@@ -180,15 +181,17 @@ static int inflate_all(const void *in, size_t len, size_t max, uint8_t **ret, si
 	return 0;
 }
 
-static int parse_octal(const uint8_t *p, size_t n, uint64_t *ret)
+int content_tar_number(const uint8_t *p, size_t n, uint64_t *ret)
 {
 	uint64_t v = 0;
 	size_t i = 0;
-	bool any = false;
 
-	if (p[0] & 0x80) { /* GNU base-256 */
+	if (p[0] & 0x80) { /* base-256 */
+		if (p[0] & 0x40)
+			return -EBADMSG; /* negative */
+		v = p[0] & 0x3f;
 		for (i = 1; i < n; i++) {
-			if (v >> 56)
+			if (v >> 55)
 				return -EBADMSG;
 			v = (v << 8) | p[i];
 		}
@@ -201,9 +204,8 @@ static int parse_octal(const uint8_t *p, size_t n, uint64_t *ret)
 		if (v >> 60)
 			return -EBADMSG;
 		v = (v << 3) | (uint64_t)(p[i] - '0');
-		any = true;
 	}
-	if (!any)
+	if (i < n && p[i] != 0 && p[i] != ' ')
 		return -EBADMSG;
 	*ret = v;
 	return 0;
@@ -227,7 +229,7 @@ int content_estargz_toc_unwrap(const void *member, size_t len, char **ret_json,
 	if (tar_len < 512 || strncmp((const char *)tar, "stargz.index.json", 100) != 0)
 		return strata_error_set(ret_err, -EBADMSG,
 		                        "eStargz TOC: no stargz.index.json tar entry");
-	r = parse_octal(tar + 124, 12, &size);
+	r = content_tar_number(tar + 124, 12, &size);
 	if (r < 0 || size > CONTENT_ESTARGZ_TOC_MAX || size > tar_len - 512)
 		return strata_error_set(ret_err, -EBADMSG, "eStargz TOC: truncated tar entry");
 	json = malloc(size + 1);
