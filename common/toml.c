@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The TOML reader (see toml.h): one recursive-descent pass over the bytes,
- * building a tree of tagged values. Tables keep their entries in definition
- * order, so toml_at()/toml_key_at() report keys as the file wrote them.
+ * The TOML parser (see toml.h): one recursive-descent pass over the bytes,
+ * building the tree of tagged values kept by toml-value.c. Tables keep their
+ * entries in definition order, so toml_at()/toml_key_at() report keys as the
+ * file wrote them.
  *
  * TOML's "define once" rules are enforced with per-table flags recording how
  * each table came to exist; the comment on those flags gives the rules.
@@ -20,62 +21,13 @@
 
 #include "path.h"
 #include "utf8.h"
-#include "toml.h"
+#include "toml-internal.h"
 
 /* Deepest a value may sit below the root (an a.b.c key is depth 3). Real
  * configs use 3 or 4; this only stops hostile input exhausting the stack. */
 #define TOML_MAX_DEPTH 64
 /* toml_parse_file() refuses larger files: configs are a few KiB. */
 #define TOML_MAX_FILE_SIZE (16u * 1024 * 1024)
-/* Tables with this many keys get a hash index (a power of two). */
-#define TABLE_INDEX_MIN 16
-
-/*
- * How a table or array came to exist, which decides what may still be done
- * with it (TOML 1.0, "Table" and "Array of Tables"):
- *   - [a.b] makes a IMPLICIT; a later [a] may define it, once (DEFINED).
- *   - a dotted key b.c = 1 makes b DOTTED; further dotted keys in the same
- *     table may add to b, a [header] naming b may not, though [b.x] may
- *     still create a sub-table beneath it.
- *   - dotted keys may not add to a table made by a header (IMPLICIT or
- *     DEFINED): it was "defined" elsewhere.
- *   - an inline table { ... } is closed once written (INLINE).
- *   - only arrays created by [[x]] (ARRAY_OF_TABLES) may gain elements
- *     through [[x]]; a literal x = [...] is closed too.
- */
-enum {
-	TABLE_IMPLICIT = 1u << 0,
-	TABLE_DEFINED = 1u << 1,
-	TABLE_DOTTED = 1u << 2,
-	TABLE_INLINE = 1u << 3,
-	ARRAY_OF_TABLES = 1u << 4,
-};
-
-struct toml_entry {
-	char *key;
-	struct toml_value *val;
-};
-
-struct toml_value {
-	enum toml_type type;
-	unsigned flags;
-	union {
-		char *str;
-		int64_t i;
-		double f;
-		bool b;
-		struct {
-			struct toml_value **items;
-			size_t n, cap;
-		} arr;
-		struct {
-			struct toml_entry *entries;
-			size_t n, cap;
-			size_t *index; /* entry + 1 by key hash; 0 is empty */
-			size_t index_cap;
-		} tab;
-	};
-};
 
 struct parser {
 	const char *buf;
@@ -137,169 +89,6 @@ static char *strbuf_steal(struct strbuf *b)
 }
 
 /* ---- values ---- */
-
-static struct toml_value *value_new(enum toml_type type, unsigned flags)
-{
-	struct toml_value *v = calloc(1, sizeof(*v));
-
-	if (v) {
-		v->type = type;
-		v->flags = flags;
-	}
-	return v;
-}
-
-struct toml_value *toml_free(struct toml_value *v)
-{
-	if (!v)
-		return NULL;
-	switch (v->type) {
-	case TOML_STRING:
-		free(v->str);
-		break;
-	case TOML_ARRAY:
-		for (size_t i = 0; i < v->arr.n; i++)
-			toml_free(v->arr.items[i]);
-		free(v->arr.items);
-		break;
-	case TOML_TABLE:
-		for (size_t i = 0; i < v->tab.n; i++) {
-			free(v->tab.entries[i].key);
-			toml_free(v->tab.entries[i].val);
-		}
-		free(v->tab.entries);
-		free(v->tab.index);
-		break;
-	default:
-		break;
-	}
-	free(v);
-	return NULL;
-}
-
-/* Make room for one more element of size elem in *p. */
-static int grow(void **p, size_t *cap, size_t n, size_t elem)
-{
-	size_t c;
-	void *np;
-
-	if (n < *cap)
-		return 0;
-	c = *cap ? *cap * 2 : 4;
-	np = reallocarray(*p, c, elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = c;
-	return 0;
-}
-
-/* Append v; takes ownership only on success. */
-static int array_add(struct toml_value *a, struct toml_value *v)
-{
-	int r = grow((void **)&a->arr.items, &a->arr.cap, a->arr.n, sizeof(struct toml_value *));
-
-	if (r < 0)
-		return r;
-	a->arr.items[a->arr.n++] = v;
-	return 0;
-}
-
-/* FNV-1a */
-static uint64_t hash_key(const char *s)
-{
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
-	return h;
-}
-
-static void index_put(size_t *index, size_t cap, const char *key, size_t i)
-{
-	size_t slot = hash_key(key) & (cap - 1);
-
-	while (index[slot])
-		slot = (slot + 1) & (cap - 1);
-	index[slot] = i + 1;
-}
-
-/* Index the newest entry. Small tables (every real config's) do without:
- * a linear scan is faster there, but quadratic on a hostile file with
- * thousands of keys. The index is kept at most half full. */
-static int table_index_last(struct toml_value *t)
-{
-	size_t n = t->tab.n, cap;
-	size_t *index;
-
-	if (n < TABLE_INDEX_MIN)
-		return 0;
-	if (n * 2 <= t->tab.index_cap) {
-		index_put(t->tab.index, t->tab.index_cap, t->tab.entries[n - 1].key, n - 1);
-		return 0;
-	}
-	cap = t->tab.index_cap ? t->tab.index_cap * 2 : TABLE_INDEX_MIN * 4;
-	index = calloc(cap, sizeof(*index));
-	if (!index)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		index_put(index, cap, t->tab.entries[i].key, i);
-	free(t->tab.index);
-	t->tab.index = index;
-	t->tab.index_cap = cap;
-	return 0;
-}
-
-static struct toml_value *table_find(const struct toml_value *t, const char *key)
-{
-	if (t->tab.index) {
-		size_t mask = t->tab.index_cap - 1;
-
-		for (size_t slot = hash_key(key) & mask; t->tab.index[slot];
-		     slot = (slot + 1) & mask) {
-			const struct toml_entry *e = &t->tab.entries[t->tab.index[slot] - 1];
-
-			if (streq(e->key, key))
-				return e->val;
-		}
-		return NULL;
-	}
-	for (size_t i = 0; i < t->tab.n; i++)
-		if (streq(t->tab.entries[i].key, key))
-			return t->tab.entries[i].val;
-	return NULL;
-}
-
-/* Append key = v; takes ownership of both only on success. */
-static int table_add(struct toml_value *t, char *key, struct toml_value *v)
-{
-	int r = grow((void **)&t->tab.entries, &t->tab.cap, t->tab.n, sizeof(struct toml_entry));
-
-	if (r < 0)
-		return r;
-	t->tab.entries[t->tab.n++] = (struct toml_entry){.key = key, .val = v};
-	r = table_index_last(t);
-	if (r < 0)
-		t->tab.n--; /* hand key and v back to the caller */
-	return r;
-}
-
-/* Create an empty table or array under *key in t (taking *key on success). */
-static int table_add_child(struct toml_value *t, char **key, enum toml_type type, unsigned flags,
-                           struct toml_value **ret)
-{
-	_cleanup_toml_ struct toml_value *v = value_new(type, flags);
-	int r;
-
-	if (!v)
-		return -ENOMEM;
-	r = table_add(t, *key, v);
-	if (r < 0)
-		return r;
-	*key = NULL;
-	*ret = TAKE_PTR(v);
-	return 0;
-}
 
 /* ---- errors ---- */
 
@@ -795,7 +584,7 @@ static int make_int(struct parser *p, size_t at, const char *s, size_t n, unsign
 			return fail(p, at, "integer does not fit in 64 bits");
 		v = v * base + d;
 	}
-	val = value_new(TOML_INT, 0);
+	val = toml_value_new(TOML_INT, 0);
 	if (!val)
 		return -ENOMEM;
 	if (neg && v > 0)
@@ -832,7 +621,7 @@ static int make_float(struct parser *p, size_t at, const char *s, size_t n, stru
 	if (errno == ERANGE && isinf(d))
 		return fail(p, at, "float is out of range");
 
-	val = value_new(TOML_FLOAT, 0);
+	val = toml_value_new(TOML_FLOAT, 0);
 	if (!val)
 		return -ENOMEM;
 	val->f = d;
@@ -928,7 +717,7 @@ static int parse_bare_value(struct parser *p, struct toml_value **ret)
 		return fail(p, start, "expected a value, found %s", char_desc(p, start, cb));
 
 	if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0)) {
-		v = value_new(TOML_BOOL, 0);
+		v = toml_value_new(TOML_BOOL, 0);
 		if (!v)
 			return -ENOMEM;
 		v->b = n == 4;
@@ -951,7 +740,7 @@ static int parse_keyval(struct parser *p, struct toml_value *table, unsigned dep
 
 static int parse_array(struct parser *p, unsigned depth, struct toml_value **ret)
 {
-	_cleanup_toml_ struct toml_value *a = value_new(TOML_ARRAY, 0);
+	_cleanup_toml_ struct toml_value *a = toml_value_new(TOML_ARRAY, 0);
 	size_t open = p->pos;
 	char cb[16];
 	int r;
@@ -973,7 +762,7 @@ static int parse_array(struct parser *p, unsigned depth, struct toml_value **ret
 		r = parse_value(p, depth + 1, &item);
 		if (r < 0)
 			return r;
-		r = array_add(a, item);
+		r = toml_array_add(a, item);
 		if (r < 0)
 			return r;
 		TAKE_PTR(item);
@@ -998,7 +787,7 @@ static int parse_array(struct parser *p, unsigned depth, struct toml_value **ret
 /* { k = v, ... } on one line, no trailing comma (TOML 1.0). */
 static int parse_inline_table(struct parser *p, unsigned depth, struct toml_value **ret)
 {
-	_cleanup_toml_ struct toml_value *t = value_new(TOML_TABLE, 0);
+	_cleanup_toml_ struct toml_value *t = toml_value_new(TOML_TABLE, 0);
 	size_t open = p->pos, comma;
 	char cb[16];
 	int r;
@@ -1051,7 +840,7 @@ static int parse_value(struct parser *p, unsigned depth, struct toml_value **ret
 		r = parse_string(p, true, &s);
 		if (r < 0)
 			return r;
-		v = value_new(TOML_STRING, 0);
+		v = toml_value_new(TOML_STRING, 0);
 		if (!v) {
 			free(s);
 			return -ENOMEM;
@@ -1084,10 +873,10 @@ static int parse_keyval(struct parser *p, struct toml_value *table, unsigned dep
 	last = k.n - 1;
 
 	for (size_t i = 0; i < last; i++) {
-		struct toml_value *c = table_find(t, k.part[i]);
+		struct toml_value *c = toml_table_find(t, k.part[i]);
 
 		if (!c) {
-			r = table_add_child(t, &k.part[i], TOML_TABLE, TABLE_DOTTED, &c);
+			r = toml_table_add_child(t, &k.part[i], TOML_TABLE, TABLE_DOTTED, &c);
 			if (r < 0)
 				return r;
 		} else if (c->type != TOML_TABLE || !(c->flags & TABLE_DOTTED) ||
@@ -1096,7 +885,7 @@ static int parse_keyval(struct parser *p, struct toml_value *table, unsigned dep
 		}
 		t = c;
 	}
-	old = table_find(t, k.part[last]);
+	old = toml_table_find(t, k.part[last]);
 	if (old)
 		return fail(p, k.pos[last], "duplicate key '%s'", key_desc(k.part[last], kb));
 
@@ -1108,7 +897,7 @@ static int parse_keyval(struct parser *p, struct toml_value *table, unsigned dep
 	r = parse_value(p, depth + (unsigned)k.n, &v);
 	if (r < 0)
 		return r;
-	r = table_add(t, k.part[last], v);
+	r = toml_table_add(t, k.part[last], v);
 	if (r < 0)
 		return r;
 	k.part[last] = NULL;
@@ -1141,10 +930,10 @@ static int parse_header(struct parser *p)
 	last = k.n - 1;
 
 	for (size_t i = 0; i < last; i++) {
-		struct toml_value *c = table_find(t, k.part[i]);
+		struct toml_value *c = toml_table_find(t, k.part[i]);
 
 		if (!c) {
-			r = table_add_child(t, &k.part[i], TOML_TABLE, TABLE_IMPLICIT, &c);
+			r = toml_table_add_child(t, &k.part[i], TOML_TABLE, TABLE_IMPLICIT, &c);
 			if (r < 0)
 				return r;
 		} else if (c->type == TOML_ARRAY && (c->flags & ARRAY_OF_TABLES)) {
@@ -1161,10 +950,10 @@ static int parse_header(struct parser *p)
 	if (depth + (aot ? 1 : 0) > TOML_MAX_DEPTH)
 		return fail(p, k.pos[0], "tables nested deeper than %d levels", TOML_MAX_DEPTH);
 
-	v = table_find(t, k.part[last]);
+	v = toml_table_find(t, k.part[last]);
 	if (!aot) {
 		if (!v) {
-			r = table_add_child(t, &k.part[last], TOML_TABLE, TABLE_DEFINED, &v);
+			r = toml_table_add_child(t, &k.part[last], TOML_TABLE, TABLE_DEFINED, &v);
 			if (r < 0)
 				return r;
 		} else if (v->type == TOML_TABLE && v->flags == TABLE_IMPLICIT) {
@@ -1173,18 +962,18 @@ static int parse_header(struct parser *p)
 			return fail_defined(p, k.pos[last], k.part[last], v);
 		}
 	} else {
-		_cleanup_toml_ struct toml_value *elem = value_new(TOML_TABLE, TABLE_DEFINED);
+		_cleanup_toml_ struct toml_value *elem = toml_value_new(TOML_TABLE, TABLE_DEFINED);
 
 		if (!elem)
 			return -ENOMEM;
 		if (!v) {
-			r = table_add_child(t, &k.part[last], TOML_ARRAY, ARRAY_OF_TABLES, &v);
+			r = toml_table_add_child(t, &k.part[last], TOML_ARRAY, ARRAY_OF_TABLES, &v);
 			if (r < 0)
 				return r;
 		} else if (v->type != TOML_ARRAY || !(v->flags & ARRAY_OF_TABLES)) {
 			return fail_defined(p, k.pos[last], k.part[last], v);
 		}
-		r = array_add(v, elem);
+		r = toml_array_add(v, elem);
 		if (r < 0)
 			return r;
 		v = TAKE_PTR(elem);
@@ -1241,7 +1030,7 @@ static int parse_document(struct parser *p)
 int toml_parse(const char *buf, size_t len, const char *what, struct toml_value **ret,
                struct strata_error **ret_err)
 {
-	_cleanup_toml_ struct toml_value *root = value_new(TOML_TABLE, 0);
+	_cleanup_toml_ struct toml_value *root = toml_value_new(TOML_TABLE, 0);
 	struct parser p = {
 	        .buf = buf,
 	        .len = len,
@@ -1279,98 +1068,4 @@ int toml_parse_file(const char *path, struct toml_value **ret, struct strata_err
 	if (r < 0)
 		return strata_error_set_errno(ret_err, r, "read \"%s\"", path);
 	return toml_parse(buf, len, path, ret, ret_err);
-}
-
-/* ---- accessors ---- */
-
-enum toml_type toml_type(const struct toml_value *v)
-{
-	/* Callers check lookups for NULL first; a NULL here is a bug. */
-	assert(v);
-	return v->type;
-}
-
-struct toml_value *toml_get(const struct toml_value *table, const char *key)
-{
-	if (!table || table->type != TOML_TABLE || !key)
-		return NULL;
-	return table_find(table, key);
-}
-
-struct toml_value *toml_get_path(const struct toml_value *table, ...)
-{
-	struct toml_value *v = (struct toml_value *)table;
-	const char *key;
-	va_list ap;
-
-	va_start(ap, table);
-	while (v && (key = va_arg(ap, const char *)))
-		v = toml_get(v, key);
-	va_end(ap);
-	return v;
-}
-
-int toml_as_string(const struct toml_value *v, const char **ret)
-{
-	if (!v)
-		return -ENOENT;
-	if (v->type != TOML_STRING)
-		return -EINVAL;
-	*ret = v->str;
-	return 0;
-}
-
-int toml_as_int(const struct toml_value *v, int64_t *ret)
-{
-	if (!v)
-		return -ENOENT;
-	if (v->type != TOML_INT)
-		return -EINVAL;
-	*ret = v->i;
-	return 0;
-}
-
-int toml_as_float(const struct toml_value *v, double *ret)
-{
-	if (!v)
-		return -ENOENT;
-	if (v->type != TOML_FLOAT)
-		return -EINVAL;
-	*ret = v->f;
-	return 0;
-}
-
-int toml_as_bool(const struct toml_value *v, bool *ret)
-{
-	if (!v)
-		return -ENOENT;
-	if (v->type != TOML_BOOL)
-		return -EINVAL;
-	*ret = v->b;
-	return 0;
-}
-
-size_t toml_count(const struct toml_value *v)
-{
-	if (!v)
-		return 0;
-	if (v->type == TOML_ARRAY)
-		return v->arr.n;
-	if (v->type == TOML_TABLE)
-		return v->tab.n;
-	return 0;
-}
-
-struct toml_value *toml_at(const struct toml_value *v, size_t i)
-{
-	if (i >= toml_count(v))
-		return NULL;
-	return v->type == TOML_ARRAY ? v->arr.items[i] : v->tab.entries[i].val;
-}
-
-const char *toml_key_at(const struct toml_value *table, size_t i)
-{
-	if (!table || table->type != TOML_TABLE || i >= table->tab.n)
-		return NULL;
-	return table->tab.entries[i].key;
 }
