@@ -68,5 +68,6 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_kill(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_exec(struct cli_ctx *ctx, int argc, char **argv);
 /* Image conversion, in this process: content/convert.c. */
 int cmd_convert(struct cli_ctx *ctx, int argc, char **argv);

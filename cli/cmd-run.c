@@ -6,21 +6,18 @@
  * network, containerd-shim-runc-v2. Attached runs relay stdio and exit with
  * the container's code; -d prints the id and returns.
  *
- * Signals in an attached run: a handler writes the signal number to a pipe
- * (nothing else is async-signal-safe), a thread forwards it to the
- * container: the first SIGINT/SIGTERM as is, the next one as SIGKILL.
- * SIGWINCH resizes the container's pty with -t.
+ * Signals in an attached run go to the container (attach.c): the first
+ * SIGINT/SIGTERM as is, the next one as SIGKILL; SIGWINCH resizes the
+ * container's pty with -t, whose initial size is in the spec.
  */
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/random.h>
-#include <termios.h>
 #include <time.h>
 
+#include "attach.h"
 #include "daemon.h"
 #include "progress.h"
 #include "runtime.h"
@@ -349,123 +346,6 @@ static int snapshot_prepare(struct proxy_client *client, const char *key, const 
 	return 0;
 }
 
-/* --- signals ------------------------------------------------------------------ */
-
-static int sig_pipe[2] = {-1, -1};
-
-static void on_signal(int sig)
-{
-	int saved = errno;
-	uint8_t b = (uint8_t)sig;
-	(void)!write(sig_pipe[1], &b, 1);
-	errno = saved;
-}
-
-static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
-
-static int signals_install(void)
-{
-	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		return negative_errno();
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
-		if (sigaction(forwarded[i], &sa, NULL) < 0)
-			return negative_errno();
-	return 0;
-}
-
-static void signals_restore(void)
-{
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
-		(void)sigaction(forwarded[i], &sa, NULL);
-}
-
-/* A signal that arrived before the container started (0 = none). */
-static int signals_pending(void)
-{
-	uint8_t b;
-	int sig = 0;
-	while (read(sig_pipe[0], &b, 1) == 1)
-		if (b != SIGWINCH)
-			sig = b;
-	return sig;
-}
-
-struct forwarder {
-	struct rt_container *c;
-	bool tty;
-	int stop_fd[2];
-	pthread_t thread;
-};
-
-static void resize(struct forwarder *f)
-{
-	struct winsize ws;
-	if (f->tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-		(void)rt_container_resize(f->c, ws.ws_col, ws.ws_row, NULL);
-}
-
-static void *forward_signals(void *arg)
-{
-	struct forwarder *f = arg;
-	int count = 0;
-
-	for (;;) {
-		struct pollfd pfd[2] = {
-		        {.fd = sig_pipe[0], .events = POLLIN},
-		        {.fd = f->stop_fd[0], .events = POLLIN},
-		};
-		uint8_t b;
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (pfd[1].revents)
-			break;
-		while (read(sig_pipe[0], &b, 1) == 1) {
-			int sig = b;
-			if (sig == SIGWINCH) {
-				resize(f);
-				continue;
-			}
-			/* Like docker: pass it on; insisting kills. */
-			if ((sig == SIGINT || sig == SIGTERM) && ++count > 1)
-				sig = SIGKILL;
-			(void)rt_container_kill(f->c, sig, NULL);
-		}
-	}
-	return NULL;
-}
-
-/* --- the terminal ---------------------------------------------------------------- */
-
-static struct termios saved_tio;
-static bool tio_saved;
-
-static void terminal_raw(void)
-{
-	struct termios raw;
-	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tio) < 0)
-		return;
-	raw = saved_tio;
-	cfmakeraw(&raw);
-	/* Keep output post-processing off too: the pty in the container does it. */
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
-		tio_saved = true;
-}
-
-static void terminal_restore(void)
-{
-	if (tio_saved)
-		(void)tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
-	tio_saved = false;
-}
-
 /* --- run --------------------------------------------------------------------------- */
 
 /* Phase timings at debug level: where a run's time goes (bench/run). */
@@ -562,6 +442,16 @@ static void *remove_snapshot(void *arg)
 	return NULL;
 }
 
+static int container_kill(void *target, int sig)
+{
+	return rt_container_kill(target, sig, NULL);
+}
+
+static int container_resize(void *target, unsigned width, unsigned height)
+{
+	return rt_container_resize(target, width, height, NULL);
+}
+
 static int run(struct cli_ctx *ctx, struct run_opts *o)
 {
 	_cleanup_(proxy_client_freep) struct proxy_client *client = NULL;
@@ -571,11 +461,10 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *prep = NULL;
 	struct rt_mount *mounts = NULL;
 	struct rt_container *c = NULL;
-	struct forwarder fwd = {.stop_fd = {-1, -1}};
 	struct snapshot_remover sr = {.ctx = ctx, .client = &client};
 	_cleanup_free_ char *state = NULL;
 	char key[CLI_SNAPSHOT_KEY_MAX];
-	bool snapshot_made = false, fwd_started = false, sr_started = false;
+	bool snapshot_made = false, fwd_started = false, sr_started = false, sig_installed = false;
 	int code = EXIT_ERROR, r;
 
 	phase("start");
@@ -659,10 +548,16 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	        .interactive = o->interactive,
 	};
 	cli_runtime_cni_config(ctx, &cfg.cni);
+	if (o->tty)
+		(void)cli_terminal_size(&cfg.spec.console_width, &cfg.spec.console_height);
 
-	if (!o->detach && signals_install() < 0) {
-		code = cli_fail("run", "install signal handlers: %m");
-		goto out;
+	if (!o->detach) {
+		r = cli_signals_install();
+		if (r < 0) {
+			code = cli_fail("run", "install signal handlers: %s", strerror(-r));
+			goto out;
+		}
+		sig_installed = true;
 	}
 	/* The daemon prepares the snapshot while we start the shim, which then
 	 * boots (a Go program: tens of ms) while we mount and write the bundle. */
@@ -726,17 +621,17 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		goto out;
 	}
 	if (!o->detach) {
-		int sig = signals_pending();
+		int sig = cli_signals_pending();
 		if (sig) {
 			code = 128 + sig;
 			goto remove;
 		}
 	}
 	if (o->tty && o->interactive && !o->detach)
-		terminal_raw();
+		cli_terminal_raw();
 	r = rt_container_start(c, &err);
 	if (r < 0) {
-		terminal_restore();
+		cli_terminal_restore();
 		code = cli_fail("run", "%s", strata_error_message(err));
 		goto remove;
 	}
@@ -747,21 +642,18 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 		goto out;
 	}
 
-	fwd.c = c;
-	fwd.tty = o->tty;
-	if (pipe2(fwd.stop_fd, O_CLOEXEC) == 0 &&
-	    pthread_create(&fwd.thread, NULL, forward_signals, &fwd) == 0)
-		fwd_started = true;
-	if (o->tty)
-		resize(&fwd);
+	struct cli_attach_target target = {
+	        .target = c,
+	        .kill = container_kill,
+	        .resize = o->tty ? container_resize : NULL,
+	};
+	fwd_started = cli_forward_start(&target) >= 0;
 	phase("started");
 	r = rt_container_wait(c, &code, &err);
 	phase("exited");
-	terminal_restore();
-	if (fwd_started) {
-		(void)!write(fwd.stop_fd[1], "x", 1);
-		pthread_join(fwd.thread, NULL);
-	}
+	cli_terminal_restore();
+	if (fwd_started)
+		cli_forward_stop();
 	if (r < 0) {
 		(void)cli_fail("run", "%s", strata_error_message(err));
 		code = EXIT_ERROR;
@@ -812,13 +704,8 @@ out:
 		}
 	}
 	phase("done");
-	if (!o->detach && sig_pipe[0] >= 0) {
-		signals_restore();
-		sig_pipe[0] = safe_close(sig_pipe[0]);
-		sig_pipe[1] = safe_close(sig_pipe[1]);
-	}
-	safe_close(fwd.stop_fd[0]);
-	safe_close(fwd.stop_fd[1]);
+	if (sig_installed)
+		cli_signals_restore();
 	rt_container_free(c);
 	if (mounts && prep)
 		for (size_t i = 0; i < prep->n_mounts; i++)

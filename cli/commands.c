@@ -76,7 +76,17 @@ static const struct cli_command commands[] = {
          "cleans up after a container whose shim died.\n"
          "  -f, --force      kill a running container first",
          cmd_rm},
-        {"exec", "Run a command in a running container", "exec [-i] [-t] ID CMD...", NULL},
+        {"exec", "Run a command in a running container",
+         "exec [-i] [-t] [-e K=V]... [-w DIR] [-u USER[:GROUP]] ID CMD...\n\n"
+         "Runs CMD in the running container ID (id, unique id prefix or name) with\n"
+         "the container's environment, working dir, user and capabilities, relays\n"
+         "stdio, forwards signals and exits with CMD's exit code (128+N when killed\n"
+         "by signal N, 126 when it cannot be run, 127 when it is not found).\n"
+         "  -i, --interactive  relay stdin;  -t, --tty  allocate a terminal\n"
+         "  -e, --env K=V    add to or replace the container's environment\n"
+         "  -w, --workdir DIR  working dir (absolute)\n"
+         "  -u, --user U[:G] user and group, resolved in the container's /etc",
+         cmd_exec},
         {"convert", "Convert an image to eStargz",
          "convert --estargz [--chunk-size N] [--prefetch-files FILE] [--plain-http]\n"
          "               [--compression-level L] [--threads N] [--jobs N] [--user U:P] [-q]\n"

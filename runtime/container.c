@@ -50,6 +50,8 @@ struct rt_container {
 	/* Made by rt_container_create in this process, and whether it got as far
 	 * as starting a shim: a failed create does not look for one. */
 	bool created_here, shim_spawned;
+	/* A pidfd of the shim we shut down, until it has exited (-1: none). */
+	int shim_exit_fd;
 };
 
 #define CONTAINERS_DIR "containers"
@@ -80,6 +82,7 @@ struct rt_container *rt_container_free(struct rt_container *c)
 		return NULL;
 	rt_stdio_free(c->io);
 	rt_shim_free(c->shim);
+	safe_close(c->shim_exit_fd);
 	json_decref(c->rec);
 	free(c->base);
 	free(c->dir);
@@ -558,7 +561,10 @@ int rt_container_begin(const struct rt_container_config *cfg, struct rt_containe
 			return -ENOMEM;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->base = path_join(cfg->state_dir, CONTAINERS_DIR)))
+	if (!c)
+		return -ENOMEM;
+	c->shim_exit_fd = -1;
+	if (!(c->base = path_join(cfg->state_dir, CONTAINERS_DIR)))
 		return -ENOMEM;
 	c->cni = cfg->cni;
 	c->created_here = true;
@@ -843,6 +849,15 @@ static int ensure_shim(struct rt_container *c, struct strata_error **ret_err)
 	return rt_shim_connect(addr, rt_container_id(c), &c->shim, ret_err);
 }
 
+int rt_container_shim(struct rt_container *c, struct rt_shim **ret, struct strata_error **ret_err)
+{
+	int r = ensure_shim(c, ret_err);
+	if (r < 0)
+		return r;
+	*ret = c->shim;
+	return 0;
+}
+
 int rt_container_start(struct rt_container *c, struct strata_error **ret_err)
 {
 	int r = ensure_shim(c, ret_err);
@@ -943,14 +958,37 @@ static int teardown_task(struct rt_container *c, bool force, struct strata_error
 	rt_stdio_finish(c->io, 1000);
 	strata_error_free(err);
 	err = NULL;
-	(void)rt_shim_shutdown(c->shim, NULL);
-	log_debug("container %s: shim gone", sp.id);
+	c->shim_exit_fd = safe_close(c->shim_exit_fd);
+	(void)rt_shim_shutdown(c->shim, &c->shim_exit_fd, NULL);
+	log_debug("container %s: shim shut down", sp.id);
 	c->shim = rt_shim_free(c->shim);
-	/* The shim removes its socket on a clean exit; make sure. */
-	_cleanup_free_ char *sock = NULL;
-	if (rt_shim_socket_address(&sp, &sock) >= 0)
-		(void)unlink(sock + strlen("unix://"));
 	return 0;
+}
+
+/* The shim removes its socket path on its way out, after answering
+ * Shutdown (see rt_shim_shutdown): wait for it to be gone before the id can
+ * be used again (the bundle dir goes after this), then remove the path in
+ * case it did not. Called after the network and rootfs teardown, which the
+ * shim's exit overlaps. */
+static void wait_shim_gone(struct rt_container *c)
+{
+	struct rt_shim_params sp;
+	_cleanup_free_ char *sock = NULL;
+
+	if (c->shim_exit_fd >= 0) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int r = rt_shim_wait_exit(c->shim_exit_fd, 3000);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		log_debug("container %s: shim exit waited for %.1f ms%s%s", rt_container_id(c),
+		          (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+		          r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+		c->shim_exit_fd = safe_close(c->shim_exit_fd);
+	}
+	container_shim_params(c, &sp);
+	if (sp.address && rt_shim_socket_address(&sp, &sock) >= 0)
+		(void)unlink(sock + strlen("unix://"));
 }
 
 static int teardown_network(struct rt_container *c, struct strata_error **ret_err)
@@ -1064,6 +1102,7 @@ int rt_container_delete(struct rt_container *c, bool force, struct strata_error 
 	r = unmount_rootfs(c, first < 0 ? NULL : ret_err);
 	if (r < 0 && !first)
 		first = r;
+	wait_shim_gone(c);
 	if (first < 0 && !force)
 		return strata_error_prefix(ret_err, first, "remove container %s", strempty(id));
 	/* rm -rf refuses to cross a mount: a rootfs still mounted stays. */
@@ -1095,6 +1134,7 @@ static int load_dir(const char *base, const char *id, struct rt_container **ret,
 
 	if (!c)
 		return -ENOMEM;
+	c->shim_exit_fd = -1;
 	c->base = strdup(base);
 	c->dir = path_join(base, id);
 	if (!c->base || !c->dir)

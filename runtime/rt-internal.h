@@ -38,3 +38,6 @@ struct rt_stdio *rt_stdio_free(struct rt_stdio *s);
 #define RT_MOUNT_VOLATILE (1u << 0)
 int rt_mount_all(const struct rt_mount *m, size_t n, const char *target, unsigned flags,
                  struct strata_error **ret_err);
+
+/* The container's shim, connected on first use (container.c); owned by c. */
+int rt_container_shim(struct rt_container *c, struct rt_shim **ret, struct strata_error **ret_err);

@@ -149,6 +149,15 @@ int rt_shim_create(struct rt_shim *s, const struct rt_task_create *t, uint32_t *
                    struct strata_error **ret_err);
 int rt_shim_start_task(struct rt_shim *s, const char *exec_id, uint32_t *ret_pid,
                        struct strata_error **ret_err);
+/* An additional process in the running container (Exec, then Start and
+ * Wait with its exec_id, then Delete). */
+struct rt_exec_process {
+	const char *exec_id;
+	bool terminal;
+	const char *stdin_path, *stdout_path, *stderr_path; /* NULL/"" = none */
+	const char *process_json; /* an OCI "process" object (rt_spec_exec_process) */
+};
+int rt_shim_exec(struct rt_shim *s, const struct rt_exec_process *e, struct strata_error **ret_err);
 /* Blocks until the process exits (no timeout). */
 int rt_shim_wait(struct rt_shim *s, const char *exec_id, uint32_t *ret_status,
                  struct strata_error **ret_err);
@@ -161,8 +170,16 @@ int rt_shim_state(struct rt_shim *s, const char *exec_id, struct rt_task_state *
 int rt_shim_resize_pty(struct rt_shim *s, const char *exec_id, unsigned width, unsigned height,
                        struct strata_error **ret_err);
 int rt_shim_close_stdin(struct rt_shim *s, const char *exec_id, struct strata_error **ret_err);
-/* Ask the shim to exit; a closed connection counts as success. */
-int rt_shim_shutdown(struct rt_shim *s, struct strata_error **ret_err);
+/* Ask the shim to exit; a closed connection counts as success. The shim
+ * answers before it exits, and on its way out removes the socket path it
+ * was started with (twice: in its shutdown callbacks, and after serving,
+ * reading <bundle>/address): until it is gone, a new shim of the same id
+ * (same path) could lose its socket. ret_pidfd (may be NULL) receives a
+ * pidfd of the shim for rt_shim_wait_exit, or -1 when it could not be had. */
+int rt_shim_shutdown(struct rt_shim *s, int *ret_pidfd, struct strata_error **ret_err);
+/* Wait up to timeout_ms for the process of a pidfd to exit (and reap it if
+ * it is our child). pidfd < 0: nothing to wait for. -ETIMEDOUT. */
+int rt_shim_wait_exit(int pidfd, int timeout_ms);
 struct rt_shim *rt_shim_free(struct rt_shim *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_shim *, rt_shim_free)
 
@@ -208,6 +225,8 @@ struct rt_spec_opts {
 	const char *resolv_conf;   /* host file bind-mounted at /etc/resolv.conf, or NULL */
 	const char *hosts_file;    /* likewise /etc/hosts */
 	const char *hostname_file; /* likewise /etc/hostname */
+	/* With tty: the pty's size from the start (0 = unknown, ResizePty later). */
+	unsigned console_width, console_height;
 };
 
 /* Parse "HOST:CTR[:ro|rw]" (HOST made absolute against cwd). */
@@ -220,6 +239,22 @@ void rt_volume_done(struct rt_volume *v);
  * JSON document (malloc'd). */
 int rt_spec_generate(const char *image_config, int rootfs_fd, const struct rt_spec_opts *o,
                      char **ret_json, struct strata_error **ret_err);
+
+struct rt_exec_opts {
+	char **args;      /* NULL-terminated, required */
+	char **env;       /* "K=V" (or "K" = take from our env), replace by key */
+	const char *cwd;  /* NULL = the container's */
+	const char *user; /* NULL = the container's; else resolved in rootfs_fd */
+	bool tty;
+	unsigned console_width, console_height; /* tty only; 0 = unknown */
+};
+
+/* The "process" of an exec in a container, as nerdctl derives it: the
+ * container's own process (config.json's, in container_spec) with args,
+ * terminal, env appended/replaced by key, and cwd and user when given. The
+ * result is a JSON document (malloc'd). */
+int rt_spec_exec_process(const char *container_spec, int rootfs_fd, const struct rt_exec_opts *o,
+                         char **ret_json, struct strata_error **ret_err);
 
 struct rt_user {
 	uid_t uid;
@@ -383,3 +418,36 @@ const char *rt_container_dir(const struct rt_container *c);
 const char *rt_container_log_path(const struct rt_container *c);
 struct rt_container *rt_container_free(struct rt_container *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_container *, rt_container_free)
+
+/* ----------------------------------------------------------------- exec --
+ * A process run in a running container: `strata exec` (runtime/exec.c).
+ * Its fifos live in <bundle>/exec/<exec id>/ (removed with the exec, or with
+ * the container); those of an exec whose CLI died are collected by the next
+ * exec in that container once the shim no longer runs the process. */
+struct rt_exec_config {
+	struct rt_exec_opts opts; /* args, env, cwd, user, tty, console size */
+	bool interactive;         /* relay our stdin */
+	/* Relays to fds 0/1/2, or to these when set. */
+	bool custom_stdio;
+	int stdin_fd, stdout_fd, stderr_fd;
+};
+
+struct rt_exec;
+
+/* Exec, relay, Start. -ESRCH: "container X is not running" (its task is not
+ * running, or its shim is gone). -ENOEXEC: the runtime could not start the
+ * process (message from runc: not found, permission denied). c must outlive
+ * the exec. */
+int rt_exec_start(struct rt_container *c, const struct rt_exec_config *cfg, struct rt_exec **ret,
+                  struct strata_error **ret_err);
+/* Wait for exit, finish relaying output. *ret_code: exit status, 128+N for a
+ * signal. */
+int rt_exec_wait(struct rt_exec *e, int *ret_code, struct strata_error **ret_err);
+int rt_exec_kill(struct rt_exec *e, int sig, struct strata_error **ret_err);
+int rt_exec_resize(struct rt_exec *e, unsigned width, unsigned height,
+                   struct strata_error **ret_err);
+const char *rt_exec_id(const struct rt_exec *e);
+/* Kill the process if still running (not waited for), Delete it in the
+ * shim, remove its fifos. */
+struct rt_exec *rt_exec_free(struct rt_exec *e);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct rt_exec *, rt_exec_free)

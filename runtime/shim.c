@@ -41,6 +41,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -730,6 +731,25 @@ int rt_shim_create(struct rt_shim *s, const struct rt_task_create *t, uint32_t *
 	return 0;
 }
 
+int rt_shim_exec(struct rt_shim *s, const struct rt_exec_process *e, struct strata_error **ret_err)
+{
+	Rtpb__ExecProcessRequest req = RTPB__EXEC_PROCESS_REQUEST__INIT;
+	Rtpb__Any spec = RTPB__ANY__INIT;
+
+	req.id = s->id;
+	req.exec_id = (char *)e->exec_id;
+	req.terminal = e->terminal;
+	req.stdin = (char *)strempty(e->stdin_path);
+	req.stdout = (char *)strempty(e->stdout_path);
+	req.stderr = (char *)strempty(e->stderr_path);
+	/* What containerd's typeurl registers for specs.Process: a JSON value. */
+	spec.type_url = (char *)"types.containerd.io/opencontainers/runtime-spec/1/Process";
+	spec.value.data = (uint8_t *)e->process_json;
+	spec.value.len = strlen(e->process_json);
+	req.spec = &spec;
+	return task_call(s, "Exec", &req.base, NULL, NULL, CALL_TIMEOUT_MS, ret_err);
+}
+
 int rt_shim_start_task(struct rt_shim *s, const char *exec_id, uint32_t *ret_pid,
                        struct strata_error **ret_err)
 {
@@ -848,12 +868,50 @@ int rt_shim_close_stdin(struct rt_shim *s, const char *exec_id, struct strata_er
 	return task_call(s, "CloseIO", &req.base, NULL, NULL, 10000, ret_err);
 }
 
-int rt_shim_shutdown(struct rt_shim *s, struct strata_error **ret_err)
+/* A pidfd for the shim process: ours when we spawned it, else the pid it
+ * reports in Connect. Taken before Shutdown, so the pid cannot be reused. */
+static int shim_pidfd(struct rt_shim *s)
+{
+	uint32_t pid = s->pid > 0 ? (uint32_t)s->pid : 0;
+	int fd;
+
+	if (!pid && rt_shim_connect_task(s, &pid, NULL, NULL) < 0)
+		return -ESRCH;
+	if (pid == 0)
+		return -ESRCH;
+	fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	return fd < 0 ? negative_errno() : fd;
+}
+
+int rt_shim_wait_exit(int pidfd, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+	siginfo_t si;
+	int r;
+
+	if (pidfd < 0)
+		return 0;
+	do
+		r = poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return negative_errno();
+	if (r == 0)
+		return -ETIMEDOUT;
+	/* Reap it when it is our child (spawned by start_direct); ECHILD else. */
+	(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG);
+	return 0;
+}
+
+int rt_shim_shutdown(struct rt_shim *s, int *ret_pidfd, struct strata_error **ret_err)
 {
 	Rtpb__ShutdownRequest req = RTPB__SHUTDOWN_REQUEST__INIT;
 	struct strata_error *err = NULL;
+	_cleanup_close_ int pidfd = ret_pidfd ? shim_pidfd(s) : -1;
 	int r;
 
+	if (ret_pidfd)
+		*ret_pidfd = -1;
 	req.id = s->id;
 	r = task_call(s, "Shutdown", &req.base, NULL, NULL, 10000, &err);
 	/* The shim exits while answering: a closed connection is success. */
@@ -867,9 +925,11 @@ int rt_shim_shutdown(struct rt_shim *s, struct strata_error **ret_err)
 		strata_error_free(err);
 		return r;
 	}
-	/* As containerd, we do not wait for the process to exit: it removed its
-	 * socket before answering and has nothing left to do. Our child (when we
-	 * spawned it) is reaped by rt_shim_free if done, else adopted by init. */
+	/* The shim answers first and exits after: see rt_shim_wait_exit. Our
+	 * child (when we spawned it) is reaped there or by rt_shim_free if done,
+	 * else adopted by init. */
+	if (ret_pidfd && pidfd >= 0)
+		*ret_pidfd = TAKE_FD(pidfd);
 	return 0;
 }
 

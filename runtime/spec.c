@@ -364,6 +364,18 @@ static int build_user(const json_t *img, int rootfs_fd, const struct rt_spec_opt
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* runc sizes the pty before the process starts: a program that asks at
+ * once (stty size) sees the caller's size, not 0 0 until ResizePty lands. */
+static void set_console_size(json_t *proc, bool tty, unsigned width, unsigned height)
+{
+	if (tty && width > 0 && height > 0)
+		json_object_set_new(proc, "consoleSize",
+		                    json_pack("{s:I, s:I}", "height", (json_int_t)height, "width",
+		                              (json_int_t)width));
+	else
+		json_object_del(proc, "consoleSize");
+}
+
 static bool valid_id(const char *id)
 {
 	if (!id || !*id || strlen(id) > 128)
@@ -407,6 +419,7 @@ int rt_spec_generate(const char *image_config, int rootfs_fd, const struct rt_sp
 	json_object_set_new(spec, "ociVersion", json_string("1.0.2-dev"));
 	json_object_set_new(spec, "process", proc);
 	json_object_set_new(proc, "terminal", json_boolean(o->tty));
+	set_console_size(proc, o->tty, o->console_width, o->console_height);
 	json_object_set_new(proc, "args", args);
 
 	r = build_env(img, o, &env, ret_err);
@@ -498,4 +511,72 @@ void rt_volume_done(struct rt_volume *v)
 	free(v->host);
 	free(v->container);
 	*v = (struct rt_volume){0};
+}
+
+int rt_spec_exec_process(const char *container_spec, int rootfs_fd, const struct rt_exec_opts *o,
+                         char **ret_json, struct strata_error **ret_err)
+{
+	_cleanup_json_ json_t *spec = NULL, *proc = NULL;
+	_cleanup_(env_done) struct env e = {0};
+	json_t *args, *v;
+	size_t i;
+	int r;
+
+	if (!o->args || !o->args[0])
+		return strata_error_set(ret_err, -EINVAL, "exec: no command");
+	r = json_parse(container_spec, strlen(container_spec), "config.json", &spec, ret_err);
+	if (r < 0)
+		return r;
+	if (!json_is_object(json_object_get(spec, "process")))
+		return strata_error_set(ret_err, -EINVAL, "config.json has no process");
+	/* Everything else (capabilities, rlimits, noNewPrivileges, apparmor)
+	 * as the container's own process has it, as nerdctl and docker do. */
+	proc = json_deep_copy(json_object_get(spec, "process"));
+	args = json_array();
+	if (!proc || !args) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; o->args[k]; k++)
+		json_array_append_new(args, json_string(o->args[k]));
+	json_object_set_new(proc, "args", args);
+	json_object_set_new(proc, "terminal", json_boolean(o->tty));
+	set_console_size(proc, o->tty, o->console_width, o->console_height);
+
+	json_array_foreach (json_get_array(proc, "env"), i, v) {
+		if (!json_is_string(v))
+			continue;
+		r = env_set(&e, json_string_value(v));
+		if (r < 0)
+			return r;
+	}
+	for (size_t k = 0; o->env && o->env[k]; k++) {
+		r = env_set_user(&e, o->env[k], "-e", ret_err);
+		if (r < 0)
+			return r;
+	}
+	if (o->tty && !env_has(&e, "TERM")) {
+		r = env_set(&e, "TERM=xterm");
+		if (r < 0)
+			return r;
+	}
+	json_object_set_new(proc, "env", str_array((const char *const *)e.v, e.n));
+
+	if (o->cwd) {
+		if (o->cwd[0] != '/')
+			return strata_error_set(ret_err, -EINVAL,
+			                        "working directory \"%s\" must be absolute",
+			                        o->cwd);
+		json_object_set_new(proc, "cwd", json_string(o->cwd));
+	}
+	if (o->user) {
+		struct rt_spec_opts uo = {.user = o->user};
+		json_t *user = NULL;
+		r = build_user(NULL, rootfs_fd, &uo, &user, ret_err);
+		if (r < 0)
+			return r;
+		json_object_set_new(proc, "user", user);
+	}
+	*ret_json = json_dumps(proc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	return *ret_json ? 0 : -ENOMEM;
 }

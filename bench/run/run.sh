@@ -10,7 +10,8 @@
 # Env: RUNS (default 20), WARMUP (default 3), BASELINE=/path/to/strata: also
 # time that binary's run --rm --net none in the same hyperfine run (before/after
 # on a shared machine).
-# Prints a table and the ratios; target: strata/ctr <= 0.7.
+# Prints a table and the ratios; target: strata/ctr <= 0.7. Then `strata exec
+# ID true` against `ctr task exec` in a running container of each.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +30,12 @@ tmp=$(mktemp -d /var/tmp/strata-bench-run.XXXXXX)
 pids=()
 cleanup() {
 	set +e
+	# ctr's exec-bench container: its shim outlives containerd
+	if [ -n "${CTR:-}" ]; then
+		$CTR task kill -s SIGKILL execbench >/dev/null 2>&1
+		for _ in $(seq 30); do $CTR task delete execbench >/dev/null 2>&1 && break; sleep 0.1; done
+		$CTR containers rm execbench >/dev/null 2>&1
+	fi
 	[ -n "${S:-}" ] && for id in $($S ps -a -q 2>/dev/null); do
 		$S rm -f "$id" >/dev/null 2>&1
 	done
@@ -140,4 +147,22 @@ echo "ratio strata/ctr (--net none vs default): mean $(ratio 'strata run --rm --
 echo "ratio strata/ctr (host network):          mean $(ratio 'strata run --rm --net host' 'ctr run --rm --net-host' mean)x, p50 $(ratio 'strata run --rm --net host' 'ctr run --rm --net-host' median)x"
 [ -n "${BASELINE:-}" ] &&
 	echo "ratio baseline/ctr (--net none):          mean $(ratio 'baseline run --rm --net none' 'ctr run --rm' mean)x, p50 $(ratio 'baseline run --rm --net none' 'ctr run --rm' median)x"
+
+# --- exec in a running container -----------------------------------------------
+sid=$($S run -d --net none "$IMG" busybox sleep 100000)
+$CTR run -d "$IMG" execbench busybox sleep 100000 >/dev/null
+$S exec "$sid" true
+$CTR task exec --exec-id warm execbench true
+hyperfine "${shellopt[@]}" --warmup "$warmup" --runs "$runs" --export-json "$tmp/h.json" \
+	-n "strata exec" "$S exec $sid true" \
+	-n "ctr task exec" "$CTR task exec --exec-id e\$RANDOM\$RANDOM execbench true" \
+	>"$tmp/hyperfine-exec.out" 2>&1 || { cat "$tmp/hyperfine-exec.out"; exit 1; }
+echo
+echo "# exec true in a running container ($runs runs, $warmup warmup)"
+printf '%-30s %10s %10s %10s\n' "command" "mean ms" "p50 ms" "stddev"
+jq -r '.results[] | [.command, (.mean*1000), (.median*1000), (.stddev*1000)] | @tsv' "$tmp/h.json" |
+	while IFS=$'\t' read -r name mean med sd; do
+		printf '%-30s %10.1f %10.1f %10.1f\n' "$name" "$mean" "$med" "$sd"
+	done
+echo "ratio strata/ctr exec: mean $(ratio 'strata exec' 'ctr task exec' mean)x, p50 $(ratio 'strata exec' 'ctr task exec' median)x"
 exit 0

@@ -1,10 +1,11 @@
 #!/usr/bin/env bats
-# strata run / ps / logs / stop / kill / rm: real registry, the daemon started
+# strata run / exec / ps / logs / stop / kill / rm: real registry, the daemon started
 # by `strata run` itself, the real containerd-shim-runc-v2, runc and CNI
 # plugins. Every test removes its containers and stops the daemon it
 # autostarted, even when it failed.
 
 load helpers
+bats_require_minimum_version 1.5.0
 
 setup() {
 	common_setup
@@ -48,6 +49,11 @@ assert_no_leftovers() {
 	# the image has one layer: one snapshot directory, no container's
 	[ "$(ls "$ROOT/snapshots" | wc -l)" = 1 ]
 }
+
+# Process $1 has exited (a zombie has: its reaper may be slow).
+process_gone() { ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" | cut -c1)" = Z ]; }
+# No process has $1 in its command line.
+no_process_matches() { ! pgrep -f "$1" >/dev/null; }
 
 @test "run --rm starts the daemon, pulls, prints hello and leaves nothing behind" {
 	[ ! -S "$SOCK" ]
@@ -238,6 +244,9 @@ assert_no_leftovers() {
 	id=$(strata run -d --plain-http --net bridge "$IMAGE" sleep 60)
 	shim=$(strata ps --json | jq -r '.[0].shim_pid')
 	[ "$shim" -gt 0 ]
+	# the container's process, by pid: other users of this host run sleeps too
+	pid=$(strata ps --json | jq -r '.[0].pid')
+	[ "$pid" -gt 0 ]
 	ip=$(strata ps --json | jq -r '.[0].ip')
 	[[ "$ip" =~ ^10\.4\.88\. ]]
 	kill -9 "$shim"
@@ -250,7 +259,7 @@ assert_no_leftovers() {
 	[ "$status" -eq 0 ]
 	assert_no_leftovers "$id"
 	[ ! -e "/var/lib/cni/networks/strata/$ip" ]
-	! pgrep -f '^sleep 60$'
+	wait_for 5 process_gone "$pid"
 }
 
 @test "a run whose CLI was killed: ps still lists it, rm -f leaves nothing" {
@@ -263,11 +272,13 @@ assert_no_leftovers() {
 	echo "$output"
 	[ "$(echo "$output" | jq -r '.[0].state')" = running ]
 	id=$(echo "$output" | jq -r '.[0].id')
+	pid=$(echo "$output" | jq -r '.[0].pid')
+	[ "$pid" -gt 0 ]
 	run strata rm -f "${id:0:12}"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	assert_no_leftovers "$id"
-	! pgrep -f '^sleep 61$'
+	wait_for 5 process_gone "$pid"
 }
 
 @test "[runtime] state_dir places the records; --net none has lo up" {
@@ -316,4 +327,241 @@ assert_no_leftovers() {
 	[ "$status" -eq 2 ]
 	run strata run --rm -d "$IMAGE"
 	[ "$status" -eq 2 ]
+}
+
+# The exec fifo directories of container $1 (none once every exec is done).
+exec_dirs() { ls -A "$STATE/containers/$1/exec" 2>/dev/null || true; }
+# An exec in container $1 leaves no exec directory behind, of its own or others.
+exec_collected() { strata exec "$1" true && [ -z "$(exec_dirs "$1")" ]; }
+
+@test "exec: the container's env, cwd and user, overrides, stdio, exit codes" {
+	id=$(strata run -d --plain-http --net none --name box -e FOO=bar -w /tmp "$IMAGE" sleep 60)
+	run strata exec "$id" sh -c 'echo "$FOO $(pwd) $(id -u):$(id -g) $HOSTNAME"'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "bar /tmp 0:0 ${id:0:12}" ]
+	# by name; -e replaces by key and adds, -w, -u
+	run strata exec -e FOO=baz -e NEW=1 -w / -u 65534:65534 box sh -c 'echo "$FOO $NEW $(pwd) $(id -u):$(id -g)"'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "baz 1 / 65534:65534" ]
+	# the same capabilities as the container's process
+	[ "$(strata exec box sh -c 'grep CapBnd /proc/self/status')" = "$(strata exec box sh -c 'grep CapBnd /proc/1/status')" ]
+	# stdout and stderr apart; stdin with -i, EOF ends it
+	run bash -c "'$STRATA_BIN' --root '$ROOT' --address '$SOCK' --config '$TEST_TMP/config.toml' exec box sh -c 'echo out; echo err >&2' 2>'$TEST_TMP/err'"
+	[ "$output" = out ]
+	[ "$(cat "$TEST_TMP/err")" = err ]
+	run bash -c "printf 'one\ntwo\n' | '$STRATA_BIN' --root '$ROOT' --address '$SOCK' --config '$TEST_TMP/config.toml' exec -i box sh -c 'wc -l'"
+	echo "$output"
+	[ "$(echo "$output" | tr -d ' ')" = 2 ]
+	# exit codes: as is, 128+N for a signal, 127 not found
+	run strata exec box sh -c 'exit 9'
+	[ "$status" -eq 9 ]
+	run strata exec box sh -c 'kill -TERM $$; sleep 5'
+	[ "$status" -eq 143 ]
+	run -127 strata exec box /no/such/cmd
+	echo "$output"
+	[[ "$output" == *"/no/such/cmd"* ]]
+	# nothing left of the execs
+	[ -z "$(exec_dirs "$id")" ]
+	# errors: unknown container, stopped container, usage
+	run strata exec nosuch true
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"no such container: nosuch"* ]]
+	strata stop -t 1 box
+	run strata exec box true
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is not running"* ]]
+	run strata exec box
+	[ "$status" -eq 2 ]
+	run strata exec -w rel box true
+	[ "$status" -eq 2 ]
+	strata rm box
+	assert_no_leftovers "$id"
+}
+
+@test "exec is cleaned up: after its CLI is killed, by rm -f, when the shim dies" {
+	id=$(strata run -d --plain-http --net none "$IMAGE" sleep 60)
+	# the CLI killed while its command runs: the next exec collects its
+	# fifos once the command is gone
+	strata_exec exec "$id" sh -c 'echo started; sleep 3' >"$TEST_TMP/exec0.out" 2>&1 3>&- &
+	pid=$!
+	wait_for 10 grep -q started "$TEST_TMP/exec0.out"
+	kill -9 "$pid"
+	wait "$pid" || true
+	[ -n "$(exec_dirs "$id")" ]
+	# while the command runs, its fifos stay
+	run strata exec "$id" true
+	[ "$status" -eq 0 ]
+	[ -n "$(exec_dirs "$id")" ]
+	wait_for 10 exec_collected "$id"
+
+	# rm -f while an exec runs: the exec ends, nothing is left
+	# the exec's shell carries a token of this test in its command line
+	token="exec-$(basename "$TEST_TMP")"
+	strata_exec exec "$id" sh -c "echo in-exec; sleep 30; : $token" >"$TEST_TMP/exec.out" 2>&1 3>&- &
+	pid=$!
+	wait_for 5 grep -q in-exec "$TEST_TMP/exec.out"
+	run strata rm -f "$id"
+	[ "$status" -eq 0 ]
+	status=0
+	wait "$pid" || status=$?
+	cat "$TEST_TMP/exec.out"
+	[ "$status" -ne 0 ]
+	assert_no_leftovers "$id"
+	wait_for 5 no_process_matches "$token"
+
+	# the shim dies under a running exec: the CLI fails and removes its fifos
+	id=$(strata run -d --net none "$IMAGE" sleep 60)
+	shim=$(strata ps --json | jq -r '.[0].shim_pid')
+	strata_exec exec "$id" sh -c "echo in-exec; sleep 31; : $token-2" >"$TEST_TMP/exec2.out" 2>&1 3>&- &
+	pid=$!
+	wait_for 5 grep -q in-exec "$TEST_TMP/exec2.out"
+	kill -9 "$shim"
+	status=0
+	wait "$pid" || status=$?
+	cat "$TEST_TMP/exec2.out"
+	[ "$status" -ne 0 ]
+	[ -z "$(exec_dirs "$id")" ]
+	run strata exec "$id" true
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is not running"* ]]
+	run strata rm -f "$id"
+	[ "$status" -eq 0 ]
+	assert_no_leftovers "$id"
+	wait_for 5 no_process_matches "$token-2"
+}
+
+# pty_run ROWS COLS [--resize ROWS2 COLS2 MARK] CMD...: CMD on a new pty of
+# that size as its controlling terminal; prints what it wrote (without \r)
+# and exits with its code. --resize: once MARK has been printed, the pty
+# gets the new size (the kernel sends SIGWINCH) and, after a moment, a
+# newline as input.
+pty_run() {
+	cat >"$TEST_TMP/pty.py" <<'PY'
+import fcntl, os, select, struct, sys, termios, time
+rows, cols, args = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+resize = None
+if args[0] == "--resize":
+    resize = (int(args[1]), int(args[2]), args[3].encode())
+    args = args[4:]
+master, slave = os.openpty()
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(master)
+    os.execvp(args[0], args)
+os.close(slave)
+out, deadline = b"", time.time() + 60
+while time.time() < deadline:
+    r, _, _ = select.select([master], [], [], 0.5)
+    if not r:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            pid = -pid
+            break
+        continue
+    try:
+        data = os.read(master, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+    if resize and resize[2] in out:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", resize[0], resize[1], 0, 0))
+        time.sleep(0.5)
+        os.write(master, b"\n")
+        resize = None
+sys.stdout.write(out.decode(errors="replace").replace("\r", ""))
+_, st = os.waitpid(-pid if pid < 0 else pid, 0) if pid > 0 else (0, 0)
+sys.exit(os.waitstatus_to_exitcode(st) if pid > 0 else 99)
+PY
+	python3 "$TEST_TMP/pty.py" "$@"
+}
+
+@test "-t: run and exec on a terminal see a pty of its size, and its resizes" {
+	sb=("$STRATA_BIN" --root "$ROOT" --address "$SOCK" --config "$TEST_TMP/config.toml")
+	# pulled first: the progress bars would go to the terminal
+	strata run --rm --plain-http --net none "$IMAGE" true
+	run pty_run 37 101 "${sb[@]}" run --rm -t --net none "$IMAGE" sh -c 'tty; stty size; echo out; exit 3'
+	echo "$output"
+	[ "$status" -eq 3 ]
+	[[ "${lines[0]}" =~ ^/dev/pts/[0-9]+$ ]]
+	[ "${lines[1]}" = "37 101" ]
+	[ "${lines[2]}" = out ]
+	# run -it follows a resize of the outer terminal
+	run pty_run 37 101 --resize 50 120 ready "${sb[@]}" run --rm -it --net none "$IMAGE" sh -c 'stty size; echo ready; read x; stty size; exit 5'
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"37 101"*ready*"50 120"* ]]
+
+	id=$(strata run -d --net none "$IMAGE" sleep 60)
+	run pty_run 24 80 "${sb[@]}" exec -t "$id" sh -c 'tty; stty size; echo out; exit 4'
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "${lines[0]}" =~ ^/dev/pts/[0-9]+$ ]]
+	[ "${lines[1]}" = "24 80" ]
+	[ "${lines[2]}" = out ]
+	run pty_run 24 80 --resize 40 132 ready "${sb[@]}" exec -it "$id" sh -c 'stty size; echo ready; read x; stty size; exit 6'
+	echo "$output"
+	[ "$status" -eq 6 ]
+	[[ "$output" == *"24 80"*ready*"40 132"* ]]
+	# without -t, no terminal inside
+	run pty_run 24 80 "${sb[@]}" exec "$id" sh -c 'tty'
+	[ "$status" -eq 1 ]
+	[ -z "$(exec_dirs "$id")" ]
+	strata rm -f "$id"
+	assert_no_leftovers "$id"
+}
+
+# A TCP port nothing listens on now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+@test "-p publishes a port through portmap, on loopback and the gateway; rm -f removes its rules" {
+	port=$(free_port)
+	id=$(strata run -d --plain-http --net bridge -p "$port:8080" "$IMAGE" \
+		sh -c 'mkdir -p /www && echo hello-port >/www/index.html && exec httpd -f -p 8080 -h /www')
+	iptables-save -t nat | grep -- "--dport $port"
+	chain=$(iptables-save -t nat | grep -- "--dport $port" | grep -o 'CNI-DN-[0-9a-f]*' | head -1)
+	[ -n "$chain" ]
+	iptables-save -t nat | grep -F "$id"
+	wait_for 10 curl -sf --max-time 2 "http://127.0.0.1:$port/"
+	[ "$(curl -sf --max-time 5 "http://127.0.0.1:$port/")" = hello-port ]
+	[ "$(curl -sf --max-time 5 "http://10.4.88.1:$port/")" = hello-port ]
+	# straight to the container's address, too
+	ip=$(strata ps --json | jq -r '.[0].ip')
+	[ "$(curl -sf --max-time 5 "http://$ip:8080/")" = hello-port ]
+	run strata rm -f "$id"
+	[ "$status" -eq 0 ]
+	! iptables-save -t nat | grep -- "--dport $port"
+	! iptables-save | grep -F -e "$chain" -e "$id"
+	! curl -sf --max-time 2 "http://127.0.0.1:$port/"
+	assert_no_leftovers "$id"
+}
+
+@test "the same --name back to back: each run gets a working shim" {
+	strata run --rm --plain-http --net none "$IMAGE" true
+	for i in 1 2 3 4 5; do
+		run strata run --rm --net none --name again "$IMAGE" echo "round $i"
+		[ "$status" -eq 0 ]
+		[ "$output" = "round $i" ]
+	done
+	for i in 1 2 3; do
+		id=$(strata run -d --net none --name again "$IMAGE" sleep 60)
+		# the shim answers some time later, not only to the CLI that started it
+		sleep 0.2
+		run strata exec again echo "exec $i"
+		[ "$status" -eq 0 ]
+		[ "$output" = "exec $i" ]
+		[ "$(strata ps --json | jq -r '.[0].state')" = running ]
+		strata rm -f again
+		assert_no_leftovers "$id"
+	done
 }

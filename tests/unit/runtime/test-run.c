@@ -510,6 +510,147 @@ static void test_overlay_release(void **state)
 	assert_clean("ovl1");
 }
 
+/* rt_exec: output and exit code of a process in a running container, its
+ * fifos gone after, -ESRCH once the container stopped. */
+static void test_exec(void **state)
+{
+	struct rt_container *c = NULL;
+	struct strata_error *err = NULL;
+	const char *args[] = {"sleep", "30", NULL};
+	const char *eargs[] = {"sh", "-c", "echo \"$FOO $X\"; echo to-err >&2; exit 7", NULL};
+	const char *xenv[] = {"X=y", NULL};
+	struct rt_container_config cfg = {
+	        .root = root,
+	        .state_dir = statedir,
+	        .id = "exec1",
+	        .image_config = "{\"config\":{\"Env\":[\"FOO=bar\"]}}",
+	        .rootfs = rootfs,
+	        .spec = {.args = (char **)args, .net = RT_NET_NONE},
+	        .cni = {.conf_dir = cniconf},
+	        .detach = true,
+	};
+	struct out o, e;
+	struct rt_exec *x = NULL;
+	char p[512], *s;
+	int code = -1;
+	struct stat st;
+
+	assert_int_equal(rt_container_create(&cfg, &c, &err), 0);
+	assert_int_equal(rt_container_start(c, &err), 0);
+	out_open(&o, "exec-out");
+	out_open(&e, "exec-err");
+	struct rt_exec_config xc = {
+	        .opts = {.args = (char **)eargs, .env = (char **)xenv},
+	        .custom_stdio = true,
+	        .stdin_fd = -1,
+	        .stdout_fd = o.fd,
+	        .stderr_fd = e.fd,
+	};
+	int r = rt_exec_start(c, &xc, &x, &err);
+	if (r < 0)
+		fprintf(stderr, "# exec: %s\n", strata_error_message(err));
+	assert_int_equal(r, 0);
+	snprintf(p, sizeof(p), "%s/containers/exec1/exec/%s/stdout", statedir, rt_exec_id(x));
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(rt_exec_wait(x, &code, &err), 0);
+	assert_int_equal(code, 7);
+	x = rt_exec_free(x);
+	assert_int_equal(stat(p, &st), -1);
+	s = out_read(&o);
+	assert_string_equal(s, "bar y\n");
+	free(s);
+	s = out_read(&e);
+	assert_string_equal(s, "to-err\n");
+	free(s);
+
+	/* not found: -ENOEXEC with runc's message; nothing left */
+	const char *nargs[] = {"/no/such", NULL};
+	xc = (struct rt_exec_config){.opts = {.args = (char **)nargs},
+	                             .custom_stdio = true,
+	                             .stdin_fd = -1,
+	                             .stdout_fd = -1,
+	                             .stderr_fd = -1};
+	assert_int_equal(rt_exec_start(c, &xc, &x, &err), -ENOEXEC);
+	assert_non_null(strstr(strata_error_message(err), "/no/such"));
+	err = strata_error_free(err);
+	snprintf(p, sizeof(p), "%s/containers/exec1/exec", statedir);
+	assert_int_equal(rmdir(p), 0); /* empty */
+
+	/* stopped */
+	kill9(c);
+	assert_int_equal(rt_container_wait(c, &code, &err), 0);
+	assert_int_equal(rt_exec_start(c, &xc, &x, &err), -ESRCH);
+	assert_non_null(strstr(strata_error_message(err), "is not running"));
+	err = strata_error_free(err);
+	assert_int_equal(rt_container_delete(c, false, &err), 0);
+	rt_container_free(c);
+	assert_clean("exec1");
+}
+
+/* Running, or stopped: not exited (a zombie has exited). */
+static bool process_alive(pid_t pid)
+{
+	char p[64], *stat = NULL;
+	bool alive;
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	if (path_read_file_at(AT_FDCWD, p, 4096, &stat, NULL) < 0)
+		return false;
+	const char *paren = strrchr(stat, ')');
+	alive = !paren || (paren[1] && paren[2] != 'Z');
+	free(stat);
+	return alive;
+}
+
+/* The shim's socket path is a hash of the id: a shim that has answered
+ * Shutdown removes that path as it exits, which must not be the socket of
+ * the next shim of the same id. */
+static void test_reused_id(void **state)
+{
+	const char *args[] = {"sleep", "30", NULL};
+	struct rt_container *prev = NULL;
+	pid_t shim_pid = 0;
+
+	for (int i = 0; i < 6; i++) {
+		struct rt_container *c = NULL, *c2 = NULL;
+		struct strata_error *err = NULL;
+		struct rt_container_info info;
+		struct rt_container_config cfg = {
+		        .root = root,
+		        .state_dir = statedir,
+		        .id = "reuse",
+		        .rootfs = rootfs,
+		        .spec = {.args = (char **)args, .net = RT_NET_NONE},
+		        .cni = {.conf_dir = cniconf},
+		        .detach = true,
+		};
+		if (prev) {
+			assert_int_equal(rt_container_delete(prev, true, &err), 0);
+			prev = rt_container_free(prev);
+			/* rm waited for the old shim: it cannot remove the new
+			 * shim's socket any more */
+			assert_false(process_alive(shim_pid));
+		}
+		assert_int_equal(rt_container_create(&cfg, &c, &err), 0);
+		assert_int_equal(rt_container_start(c, &err), 0);
+		rt_container_free(c); /* as a CLI that exits */
+		/* Long enough for a previous shim to have finished exiting. */
+		usleep(150000);
+		assert_int_equal(rt_container_load(statedir, "reuse", &c2, &err), 0);
+		assert_int_equal(rt_container_inspect(c2, &info, &err), 0);
+		if (!info.shim_alive)
+			fprintf(stderr, "# round %d: the shim's socket is gone\n", i);
+		assert_true(info.shim_alive);
+		assert_int_equal(info.status, RT_TASK_RUNNING);
+		shim_pid = (pid_t)info.shim_pid;
+		rt_container_info_done(&info);
+		prev = c2;
+		strata_error_free(err);
+	}
+	assert_int_equal(rt_container_delete(prev, true, NULL), 0);
+	rt_container_free(prev);
+	assert_clean("reuse");
+}
+
 /* Not a pass/fail figure: run-to-exit wall time of `true`, for the notes. */
 static void test_timing_true(void **state)
 {
@@ -555,6 +696,8 @@ int main(void)
 	        cmocka_unit_test_teardown(test_start_action, unset_start_action),
 	        cmocka_unit_test(test_begin_abandoned),
 	        cmocka_unit_test(test_overlay_release),
+	        cmocka_unit_test(test_exec),
+	        cmocka_unit_test(test_reused_id),
 	        cmocka_unit_test(test_timing_true),
 	};
 	if (geteuid() != 0)

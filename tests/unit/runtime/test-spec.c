@@ -404,6 +404,103 @@ static void test_state_dir(void **state)
 	free(cwd);
 }
 
+/* The exec process is the container's, adapted: args, terminal, env by
+ * key, cwd and user only when given; caps and the rest kept as they are. */
+static void test_exec_process(void **state)
+{
+	struct strata_error *err = NULL;
+	const char *img = "{\"config\":{\"Env\":[\"A=1\",\"B=2\"],\"WorkingDir\":\"/srv\","
+	                  "\"User\":\"app\",\"Cmd\":[\"sleep\",\"60\"]}}";
+	struct rt_spec_opts so = {.id = "c1"};
+	char *spec = NULL, *proc = NULL;
+	json_t *p;
+
+	assert_int_equal(rt_spec_generate(img, rootfd, &so, &spec, &err), 0);
+
+	/* nothing overridden */
+	const char *a1[] = {"ps", NULL};
+	struct rt_exec_opts eo = {.args = (char **)a1};
+	assert_int_equal(rt_spec_exec_process(spec, -1, &eo, &proc, &err), 0);
+	assert_int_equal(json_parse(proc, strlen(proc), "proc", &p, NULL), 0);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(p, "args"), 0)), "ps");
+	assert_int_equal(json_array_size(json_object_get(p, "args")), 1);
+	assert_true(json_is_false(json_object_get(p, "terminal")));
+	assert_string_equal(json_get_str(p, "cwd"), "/srv");
+	assert_int_equal(json_get_int(json_object_get(p, "user"), "uid", -1), 1000);
+	assert_true(has_string(json_object_get(p, "env"), "A=1"));
+	assert_false(has_string(json_object_get(p, "env"), "TERM=xterm"));
+	assert_true(has_string(json_object_get(json_object_get(p, "capabilities"), "bounding"),
+	                       "CAP_NET_BIND_SERVICE"));
+	assert_true(json_is_true(json_object_get(p, "noNewPrivileges")));
+	assert_null(json_object_get(p, "consoleSize"));
+	json_decref(p);
+	free(proc);
+
+	/* -e by key, -w, -u resolved in the given root, -t with a size */
+	setenv("STRATA_TEST_FROM_ENV", "yes", 1);
+	const char *a2[] = {"sh", "-c", "env", NULL};
+	const char *env[] = {"A=one", "C=3", "STRATA_TEST_FROM_ENV", "STRATA_TEST_UNSET", NULL};
+	eo = (struct rt_exec_opts){.args = (char **)a2,
+	                           .env = (char **)env,
+	                           .cwd = "/tmp",
+	                           .user = "nobody",
+	                           .tty = true,
+	                           .console_width = 120,
+	                           .console_height = 40};
+	assert_int_equal(rt_spec_exec_process(spec, rootfd, &eo, &proc, &err), 0);
+	assert_int_equal(json_parse(proc, strlen(proc), "proc", &p, NULL), 0);
+	assert_int_equal(json_array_size(json_object_get(p, "args")), 3);
+	assert_true(json_is_true(json_object_get(p, "terminal")));
+	json_t *e = json_object_get(p, "env");
+	assert_true(has_string(e, "A=one"));
+	assert_false(has_string(e, "A=1"));
+	assert_true(has_string(e, "B=2"));
+	assert_true(has_string(e, "C=3"));
+	assert_true(has_string(e, "STRATA_TEST_FROM_ENV=yes"));
+	assert_true(has_string(e, "TERM=xterm"));
+	for (size_t i = 0; i < json_array_size(e); i++)
+		assert_null(strstr(json_string_value(json_array_get(e, i)), "STRATA_TEST_UNSET"));
+	assert_string_equal(json_get_str(p, "cwd"), "/tmp");
+	assert_int_equal(json_get_int(json_object_get(p, "user"), "uid", -1), 65534);
+	assert_int_equal(json_get_int(json_object_get(p, "user"), "gid", -1), 65534);
+	assert_int_equal(json_get_int(json_object_get(p, "consoleSize"), "width", 0), 120);
+	assert_int_equal(json_get_int(json_object_get(p, "consoleSize"), "height", 0), 40);
+	json_decref(p);
+	free(proc);
+
+	/* errors: no command, relative cwd, unknown user, not a spec */
+	eo = (struct rt_exec_opts){0};
+	assert_int_equal(rt_spec_exec_process(spec, rootfd, &eo, &proc, &err), -EINVAL);
+	err = strata_error_free(err);
+	eo = (struct rt_exec_opts){.args = (char **)a1, .cwd = "tmp"};
+	assert_int_equal(rt_spec_exec_process(spec, rootfd, &eo, &proc, &err), -EINVAL);
+	err = strata_error_free(err);
+	eo = (struct rt_exec_opts){.args = (char **)a1, .user = "nosuchuser"};
+	assert_true(rt_spec_exec_process(spec, rootfd, &eo, &proc, &err) < 0);
+	assert_non_null(strstr(strata_error_message(err), "nosuchuser"));
+	err = strata_error_free(err);
+	eo = (struct rt_exec_opts){.args = (char **)a1};
+	assert_int_equal(rt_spec_exec_process("{}", rootfd, &eo, &proc, &err), -EINVAL);
+	err = strata_error_free(err);
+	free(spec);
+}
+
+/* -t: runc sizes the pty from consoleSize before the process starts. */
+static void test_console_size(void **state)
+{
+	struct rt_spec_opts o = {
+	        .id = "c1", .tty = true, .console_width = 90, .console_height = 30};
+	json_t *s = gen("{\"config\":{\"Cmd\":[\"sh\"]}}", &o, NULL);
+	json_t *cs = json_object_get(json_object_get(s, "process"), "consoleSize");
+	assert_int_equal(json_get_int(cs, "width", 0), 90);
+	assert_int_equal(json_get_int(cs, "height", 0), 30);
+	json_decref(s);
+	o.tty = false;
+	s = gen("{\"config\":{\"Cmd\":[\"sh\"]}}", &o, NULL);
+	assert_null(json_object_get(json_object_get(s, "process"), "consoleSize"));
+	json_decref(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +512,8 @@ int main(void)
 	        cmocka_unit_test(test_net_and_volumes),
 	        cmocka_unit_test(test_bad_inputs),
 	        cmocka_unit_test(test_state_dir),
+	        cmocka_unit_test(test_exec_process),
+	        cmocka_unit_test(test_console_size),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What an attached `run` or `exec` does with the user's terminal and
+ * signals. A handler writes the signal number to a pipe (nothing else is
+ * async-signal-safe); a thread forwards it to the process: the first
+ * SIGINT/SIGTERM as is, the next one as SIGKILL; SIGWINCH resizes the
+ * process's pty when it has one. One attachment per process at a time.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "cli.h"
+
+/* The process signals go to: kill(target, sig), resize(target, w, h). */
+struct cli_attach_target {
+	void *target;
+	int (*kill)(void *target, int sig);
+	int (*resize)(void *target, unsigned width, unsigned height); /* NULL: no pty */
+};
+
+/* Catch SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH from now on. */
+int cli_signals_install(void);
+/* A signal that arrived before forwarding started (0 = none). */
+int cli_signals_pending(void);
+/* Back to the default dispositions; closes the pipe. */
+void cli_signals_restore(void);
+
+/* Start forwarding to t (which must outlive cli_forward_stop). With a pty
+ * (t->resize), the current size is sent first. */
+int cli_forward_start(const struct cli_attach_target *t);
+void cli_forward_stop(void);
+
+/* The size of our terminal (stdin, else stdout); false if neither is one. */
+bool cli_terminal_size(unsigned *ret_width, unsigned *ret_height);
+/* Raw mode on stdin when it is a terminal; restore undoes it (idempotent). */
+void cli_terminal_raw(void);
+void cli_terminal_restore(void);
