@@ -125,7 +125,11 @@ static const struct cli_command commands[] = {
          "  -n, --dry-run    list what would be removed, remove nothing\n"
          "  --cache[=KEEP]   also empty the lazy layers' chunk cache, or shrink it to\n"
          "                   KEEP bytes (suffixes k, M, G); chunks are fetched again\n"
-         "                   when read",
+         "                   when read\n\n"
+         "Also removes container snapshots (@strata/ctr/ID) that `strata run` left\n"
+         "behind: those with no container record in the runtime state dir, older\n"
+         "than 60 s and not mounted. STRATA_PRUNE_GRACE=SECONDS changes the 60 s,\n"
+         "for tests only.",
          cmd_prune},
         {"doctor", "Check this host for everything Strata needs",
          "doctor [--paths]\n\n"

@@ -100,6 +100,7 @@ int content_registry_client_new(const struct content_registry_options *opts,
 	for (size_t i = 0; i < ELEMENTSOF(c->share_locks); i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
 
+	atomic_init(&c->refs, 1);
 	c->no_docker_config = opts->no_docker_config;
 	c->plain_http = opts->plain_http;
 	c->max_tries = opts->max_tries ? opts->max_tries : 4;
@@ -142,8 +143,13 @@ oom:
 
 struct content_registry_client *content_registry_client_free(struct content_registry_client *c)
 {
-	if (!c)
+	if (!c || atomic_fetch_sub(&c->refs, 1) > 1)
 		return NULL;
+	for (size_t i = 0; i < c->n_routes; i++) {
+		free(c->routes[i].name);
+		content_registry_client_free(c->routes[i].via);
+	}
+	free(c->routes);
 	/* handles first: they reference the share */
 	for (size_t i = 0; i < c->n_idle; i++)
 		curl_easy_cleanup(c->idle[i]);
@@ -176,6 +182,86 @@ struct content_registry_client *content_registry_client_free(struct content_regi
 		pthread_mutex_destroy(&c->share_locks[i]);
 	free(c);
 	return NULL;
+}
+
+struct content_registry_client *content_registry_client_ref(struct content_registry_client *c)
+{
+	if (c)
+		atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
+/* --- routes ------------------------------------------------------------------ */
+
+int content_registry_client_set_route(struct content_registry_client *c, const char *name,
+                                      struct content_registry_client *via)
+{
+	struct content_registry_client *old = NULL;
+	size_t i;
+	int r = 0;
+
+	if (!name || !*name || via == c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < c->n_routes; i++)
+		if (streq(c->routes[i].name, name))
+			break;
+	if (i < c->n_routes) {
+		old = c->routes[i].via;
+		if (via)
+			c->routes[i].via = content_registry_client_ref(via);
+		else {
+			free(c->routes[i].name);
+			c->routes[i] = c->routes[--c->n_routes];
+		}
+	} else if (via) {
+		struct registry_route *a = realloc(c->routes, (c->n_routes + 1) * sizeof(*a));
+		char *n = strdup(name);
+
+		if (a)
+			c->routes = a;
+		if (a && n) {
+			c->routes[c->n_routes++] =
+			        (struct registry_route){n, content_registry_client_ref(via)};
+		} else {
+			free(n);
+			r = -ENOMEM;
+		}
+	}
+	atomic_store(&c->any_routes, c->n_routes > 0);
+	pthread_mutex_unlock(&c->lock);
+	/* outside the lock: the last reference frees a whole client */
+	content_registry_client_free(old);
+	return r;
+}
+
+struct content_registry_client *registry_route_get(struct content_registry_client *c,
+                                                   const struct content_ref *ref)
+{
+	struct content_registry_client *via = NULL;
+	size_t dl = strlen(ref->domain);
+
+	/* the lazy read path asks on every request: no lock without routes */
+	if (!atomic_load(&c->any_routes))
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_routes && !via; i++) {
+		const char *n = c->routes[i].name;
+		if (strncmp(n, ref->domain, dl) == 0 && n[dl] == '/' &&
+		    streq(n + dl + 1, ref->path))
+			via = content_registry_client_ref(c->routes[i].via);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return via;
+}
+
+bool content_registry_client_routed(struct content_registry_client *c,
+                                    const struct content_ref *ref)
+{
+	struct content_registry_client *via = registry_route_get(c, ref);
+
+	content_registry_client_free(via);
+	return via != NULL;
 }
 
 int registry_client_hosts(struct content_registry_client *c, const char *domain,

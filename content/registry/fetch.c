@@ -217,9 +217,14 @@ out:
 int content_registry_resolve(struct content_registry_client *c, const struct content_ref *ref,
                              struct content_image_descriptor *ret, struct strata_error **ret_err)
 {
+	_cleanup_(content_registry_client_freep) struct content_registry_client *via =
+	        registry_route_get(c, ref);
 	_cleanup_error_ struct strata_error *kept = NULL;
 	const struct content_registry_hosts *hs;
 	int r = -ENOENT;
+
+	if (via)
+		return content_registry_resolve(via, ref, ret, ret_err);
 
 	r = registry_client_hosts(c, ref->domain, &hs, ret_err);
 	if (r < 0)
@@ -261,11 +266,16 @@ int content_registry_fetch_manifest(struct content_registry_client *c,
                                     const struct content_image_descriptor *desc, char **ret_buf,
                                     size_t *ret_len, struct strata_error **ret_err)
 {
+	_cleanup_(content_registry_client_freep) struct content_registry_client *via =
+	        registry_route_get(c, ref);
 	_cleanup_error_ struct strata_error *kept = NULL;
 	const struct content_registry_hosts *hs;
 	char ds[STRATA_DIGEST_STRING_MAX];
 	_cleanup_free_ char *path = NULL, *what = NULL;
 	int r;
+
+	if (via)
+		return content_registry_fetch_manifest(via, ref, desc, ret_buf, ret_len, ret_err);
 
 	strata_digest_format(&desc->digest, ds);
 	if (desc->size > (int64_t)CONTENT_MANIFEST_SIZE_MAX)
@@ -365,6 +375,8 @@ int content_registry_fetch_blob(struct content_registry_client *c, const struct 
                                 unsigned flags, content_registry_write_fn fn, void *userdata,
                                 struct strata_error **ret_err)
 {
+	_cleanup_(content_registry_client_freep) struct content_registry_client *via =
+	        registry_route_get(c, ref);
 	_cleanup_error_ struct strata_error *kept = NULL;
 	_cleanup_(strata_hasher_freep) struct strata_hasher *hasher = NULL;
 	const struct content_registry_hosts *hs;
@@ -373,6 +385,10 @@ int content_registry_fetch_blob(struct content_registry_client *c, const struct 
 	struct blob_sink sink = {.fn = fn, .userdata = userdata, .pos = offset, .size = desc->size};
 	unsigned resumes = 0;
 	int r;
+
+	if (via)
+		return content_registry_fetch_blob(via, ref, desc, offset, flags, fn, userdata,
+		                                   ret_err);
 
 	strata_digest_format(&desc->digest, ds);
 	if (asprintf(&path, "/blobs/%s", ds) < 0 || asprintf(&what, "blob %s", ds) < 0)
@@ -495,12 +511,17 @@ int64_t content_registry_read_range(struct content_registry_client *c,
                                     const struct strata_digest *digest, uint64_t offset, size_t len,
                                     void *buf, struct strata_error **ret_err)
 {
+	_cleanup_(content_registry_client_freep) struct content_registry_client *via =
+	        registry_route_get(c, ref);
 	_cleanup_error_ struct strata_error *kept = NULL;
 	const struct content_registry_hosts *hs;
 	char ds[STRATA_DIGEST_STRING_MAX];
 	_cleanup_free_ char *path = NULL, *what = NULL;
 	struct range_sink sink = {.buf = buf, .len = len};
 	int r;
+
+	if (via)
+		return content_registry_read_range(via, ref, digest, offset, len, buf, ret_err);
 
 	if (len == 0)
 		return 0;

@@ -12,11 +12,13 @@
  * max_tries with exponential backoff from retry_base_ms (capped at 10 s,
  * with jitter), or after Retry-After seconds (capped at 60 s), as long as no
  * body byte reached the caller: resuming a stream is the caller's business
- * (fetch.c does it with Range).
+ * (fetch.c does it with Range). A request body (push.c's uploads) is sent
+ * again from its start; every push request can be repeated.
  */
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -42,12 +44,14 @@ struct xfer {
 	char errbody[ERRBODY_MAX + 1];
 	size_t errbody_len;
 	uint64_t skip;
+	uint64_t body_pos; /* bytes of req->body handed to curl */
 	bool started;
 	bool is_body;
 	bool stopped; /* the sink said "enough" */
 	bool too_big;
 	bool bad_range;
 	int sink_err;
+	int read_err; /* reading req->body failed */
 };
 
 static void xfer_reset_headers(struct xfer *x)
@@ -61,6 +65,8 @@ static void xfer_reset_headers(struct xfer *x)
 	req->content_type = NULL;
 	free(req->docker_digest);
 	req->docker_digest = NULL;
+	free(req->location);
+	req->location = NULL;
 	req->content_length = -1;
 }
 
@@ -96,6 +102,9 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *userp)
 	} else if ((v = header_value(buf, n, "docker-content-digest"))) {
 		free(req->docker_digest);
 		req->docker_digest = v;
+	} else if ((v = header_value(buf, n, "location"))) {
+		free(req->location);
+		req->location = v;
 	} else if ((v = header_value(buf, n, "content-length"))) {
 		req->content_length = strtoll(v, NULL, 10);
 		free(v);
@@ -179,6 +188,76 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *userp)
 	}
 	req->delivered += n;
 	return size * nmemb;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
+{
+	struct xfer *x = userp;
+	const struct registry_body *b = x->req->body;
+	size_t n = (size_t)MIN((uint64_t)(size * nmemb), b->len - x->body_pos);
+	ssize_t k;
+
+	if (n == 0)
+		return 0;
+	if (b->buf) {
+		memcpy(buf, (const uint8_t *)b->buf + x->body_pos, n);
+		k = (ssize_t)n;
+	} else {
+		do
+			k = pread(b->fd, buf, n, (off_t)(b->offset + x->body_pos));
+		while (k < 0 && errno == EINTR);
+		if (k <= 0) {
+			/* a file that shrank under us is as bad as a read error */
+			x->read_err = k < 0 ? -errno : -EIO;
+			return CURL_READFUNC_ABORT;
+		}
+	}
+	x->body_pos += (uint64_t)k;
+	return (size_t)k;
+}
+
+/* curl rewinds the body when it must send it again on a new connection. */
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+	struct xfer *x = userp;
+
+	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > x->req->body->len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->body_pos = (uint64_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+static void set_method(CURL *curl, const char *method, const struct registry_body *body,
+                       struct xfer *x)
+{
+	if (streq(method, "HEAD")) {
+		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+		return;
+	}
+	if (streq(method, "GET"))
+		return;
+	/* a redirected upload would carry the body to an origin we know
+	 * nothing about; registries answer uploads with a Location instead */
+	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	if (body) {
+		curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(curl, CURLOPT_READDATA, x);
+		curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(curl, CURLOPT_SEEKDATA, x);
+	}
+	if (streq(method, "POST")) {
+		curl_easy_setopt(curl, CURLOPT_POST, 1L);
+		if (body) {
+			curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+		} else {
+			curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+			curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+		}
+		return;
+	}
+	curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(body ? body->len : 0));
 }
 
 /* Add the host's CAs to the system roots OpenSSL already loaded. */
@@ -341,15 +420,15 @@ static CURLcode perform_once(struct content_registry_client *c,
 	x->curl = curl;
 	xfer_reset_headers(x);
 	x->started = x->is_body = x->stopped = x->too_big = x->bad_range = false;
-	x->sink_err = 0;
+	x->sink_err = x->read_err = 0;
 	x->errbody_len = 0;
 	x->skip = 0;
+	x->body_pos = 0;
 	x->req->status = 0;
 
 	set_common_opts(c, curl, h);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
-	if (streq(method, "HEAD"))
-		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+	set_method(curl, method, x->req->body, x);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, x);
@@ -570,6 +649,8 @@ void registry_request_done(struct registry_request *req)
 	req->content_type = NULL;
 	free(req->docker_digest);
 	req->docker_digest = NULL;
+	free(req->location);
+	req->location = NULL;
 }
 
 static void secret_slist_free(struct curl_slist *l)
@@ -605,6 +686,15 @@ static int build_headers(const struct content_registry_host *h, const struct reg
 			goto oom;
 		ADD(line);
 	}
+	if (req->body_type) {
+		_cleanup_free_ char *line = NULL;
+		if (asprintf(&line, "Content-Type: %s", req->body_type) < 0)
+			goto oom;
+		ADD(line);
+	}
+	/* no 100-continue round trip: bodies are small or wanted anyway */
+	if (!streq(req->method, "GET") && !streq(req->method, "HEAD"))
+		ADD("Expect:");
 	if (req->range_start >= 0) {
 		if (req->range_end >= 0)
 			snprintf(buf, sizeof(buf), "Range: bytes=%" PRId64 "-%" PRId64,
@@ -627,26 +717,42 @@ int registry_request_do(struct content_registry_client *c, struct registry_reque
                         const char *what, struct strata_error **ret_err)
 {
 	const struct content_registry_host *h = req->host;
-	_cleanup_free_ char *url = NULL, *scope = NULL;
+	_cleanup_free_ char *built = NULL, *scope = NULL;
+	const char *url = req->url;
 	struct xfer x = {.req = req};
-	bool auth_answered = false, refresh = false;
+	bool auth_answered = false, refresh = false, own_origin = true;
 	unsigned attempt = 1;
 	char detail[512];
 	int r;
 
-	if (asprintf(&url, "%s://%s%s/%s%s", h->scheme, h->host, h->path, req->repo, req->path) <
-	            0 ||
-	    asprintf(&scope, "repository:%s:pull", req->repo) < 0)
+	if (asprintf(&scope, "repository:%s:%s", req->repo,
+	             req->scope_actions ? req->scope_actions : "pull") < 0)
 		return -ENOMEM;
+	if (!url) {
+		if (asprintf(&built, "%s://%s%s/%s%s", h->scheme, h->host, h->path, req->repo,
+		             req->path) < 0)
+			return -ENOMEM;
+		url = built;
+	} else {
+		/* libcurl's rule for redirects, kept for a Location we follow
+		 * ourselves: the registry's token is for its own origin only */
+		size_t ls = strlen(h->scheme), lh = strlen(h->host);
+		own_origin = strncmp(url, h->scheme, ls) == 0 && strncmp(url + ls, "://", 3) == 0 &&
+		             strncmp(url + ls + 3, h->host, lh) == 0 &&
+		             strchr("/?", url[ls + 3 + lh]);
+	}
 
 	for (;;) {
 		_cleanup_(registry_secret_freep) char *authz = NULL;
 		struct curl_slist *headers = NULL;
 		CURLcode rc;
 
-		r = auth_header(c, h, req->domain, req->repo, scope, refresh, &authz, ret_err);
-		if (r < 0)
-			goto out;
+		if (own_origin) {
+			r = auth_header(c, h, req->domain, req->repo, scope, refresh, &authz,
+			                ret_err);
+			if (r < 0)
+				goto out;
+		}
 		r = build_headers(h, req, authz, &headers);
 		if (r < 0)
 			goto out;
@@ -655,6 +761,12 @@ int registry_request_do(struct content_registry_client *c, struct registry_reque
 
 		if (x.sink_err) {
 			r = x.sink_err;
+			goto out;
+		}
+		if (x.read_err) {
+			r = strata_error_set(ret_err, x.read_err,
+			                     "registry %s: repository %s: %s: reading the body: %s",
+			                     req->domain, req->repo, what, strerror(-x.read_err));
 			goto out;
 		}
 		if (x.too_big) {
@@ -703,7 +815,7 @@ int registry_request_do(struct content_registry_client *c, struct registry_reque
 			goto out;
 		}
 
-		if (req->status == 401 && !auth_answered) {
+		if (req->status == 401 && !auth_answered && own_origin) {
 			_cleanup_(registry_challenge_done) struct registry_challenge ch = {0};
 			_cleanup_free_ char *key = registry_host_key(h);
 			auth_answered = true;

@@ -2,11 +2,12 @@
 /*
  * Private to content/registry/: the client's shared state and the one
  * function that performs an HTTP exchange with a registry host (auth,
- * retries, redirects), used by fetch.c.
+ * retries, redirects), used by fetch.c and push.c.
  */
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -65,10 +66,15 @@ struct registry_hosts_entry {
 	struct content_registry_hosts *hosts;
 };
 
+struct registry_route {
+	char *name;                          /* "domain/path" */
+	struct content_registry_client *via; /* a reference */
+};
+
 /*
  * Locking: `lock` protects host_states, tokens, hosts_cache (the arrays and
- * the entries' mutable fields) and the idle handle pool. It is never held across network I/O.
- * Everything else is set at creation and read-only afterwards. Returned
+ * the entries' mutable fields), routes and the idle handle pool. It is never held across network
+ * I/O. refs is atomic. Everything else is set at creation and read-only afterwards. Returned
  * content_registry_hosts stay valid for the client's lifetime (entries are
  * never removed).
  */
@@ -97,7 +103,16 @@ struct content_registry_client {
 	size_t n_hosts_cache;
 	CURL *idle[REGISTRY_POOL_IDLE_MAX];
 	size_t n_idle;
+	struct registry_route *routes;
+	size_t n_routes;
+	atomic_bool any_routes; /* n_routes > 0, read without the lock */
+	atomic_uint refs;
 };
+
+/* The client requests for ref's repository go through (a reference), or
+ * NULL when they are not routed. */
+struct content_registry_client *registry_route_get(struct content_registry_client *c,
+                                                   const struct content_ref *ref);
 
 /* The hosts for ref's domain (cached); valid for the client's lifetime. */
 int registry_client_hosts(struct content_registry_client *c, const char *domain,
@@ -137,17 +152,33 @@ bool registry_host_no_range(struct content_registry_client *c,
 void registry_host_set_no_range(struct content_registry_client *c,
                                 const struct content_registry_host *h);
 
+/* A request body: len bytes of buf, or when buf is NULL, of fd from offset
+ * (read with pread, so the fd may be shared). Read again from the start on
+ * each retry. */
+struct registry_body {
+	const void *buf;
+	int fd;
+	uint64_t offset;
+	uint64_t len;
+};
+
 /* One exchange with a registry host. */
 struct registry_request {
 	/* in */
 	const struct content_registry_host *host;
-	const char *domain;  /* the reference's domain, for messages */
-	const char *repo;    /* for the token scope and messages */
-	const char *method;  /* "GET" or "HEAD" */
-	const char *path;    /* after <host path>/<repo>, e.g. "/manifests/latest" */
-	const char *accept;  /* NULL = none */
-	int64_t range_start; /* < 0: no Range header */
-	int64_t range_end;   /* inclusive; < 0: open ended */
+	const char *domain; /* the reference's domain, for messages */
+	const char *repo;   /* for the token scope and messages */
+	const char *method; /* "GET", "HEAD", "POST", "PUT" or "PATCH" */
+	const char *path;   /* after <host path>/<repo>, e.g. "/manifests/latest" */
+	/* NULL, or the absolute URL to use instead of host + repo + path (an
+	 * upload's Location); credentials go only to host's own origin */
+	const char *url;
+	const char *scope_actions;        /* token scope actions; NULL = "pull" */
+	const char *accept;               /* NULL = none */
+	const struct registry_body *body; /* NULL = none */
+	const char *body_type;            /* Content-Type of body; NULL = none */
+	int64_t range_start;              /* < 0: no Range header */
+	int64_t range_end;                /* inclusive; < 0: open ended */
 	/* on 200 to a Range request: true = abort with range_ignored set,
 	 * false = drop the first range_start bytes and deliver the rest */
 	bool range_strict;
@@ -159,6 +190,7 @@ struct registry_request {
 	long status;
 	char *content_type;
 	char *docker_digest;
+	char *location;
 	int64_t content_length; /* -1 unknown */
 	uint64_t delivered;     /* bytes handed to fn */
 	bool range_ignored;
@@ -169,12 +201,12 @@ void registry_request_done(struct registry_request *req);
 /*
  * Perform req: authenticate (cached token, or answer a 401 challenge once),
  * retry 5xx/429 and connection errors with backoff while nothing has been
- * delivered, follow redirects. Returns 0 for a 2xx answer; otherwise -ENOENT
- * (404), -EACCES (401/403), -EBADMSG (the sink saw more than max_body or a
- * bad Content-Range), -EMSGSIZE, -EOPNOTSUPP (range_ignored), the sink's
- * error, -EAGAIN (still 5xx/429 after the tries), -EIO and friends for
- * transport errors; with a message naming registry, repository and what.
- * `what` describes the operation ("manifest latest", "blob sha256:...").
+ * delivered (a body is sent again whole), follow redirects of GET and HEAD
+ * only (an upload is answered with a Location, not redirected). Returns 0 for a 2xx answer;
+ * otherwise -ENOENT (404), -EACCES (401/403), -EBADMSG (the sink saw more than max_body or a bad
+ * Content-Range), -EMSGSIZE, -EOPNOTSUPP (range_ignored), the sink's error, -EAGAIN (still 5xx/429
+ * after the tries), -EIO and friends for transport errors; with a message naming registry,
+ * repository and what. `what` describes the operation ("manifest latest", "blob sha256:...").
  */
 int registry_request_do(struct content_registry_client *c, struct registry_request *req,
                         const char *what, struct strata_error **ret_err);

@@ -269,8 +269,26 @@ struct content_registry_options {
 int content_registry_client_new(const struct content_registry_options *opts,
                                 struct content_registry_client **ret,
                                 struct strata_error **ret_err);
+/* Drops one reference: the client is freed with its last one. */
 struct content_registry_client *content_registry_client_free(struct content_registry_client *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct content_registry_client *, content_registry_client_free)
+/* One more reference (thread-safe), dropped with content_registry_client_free. */
+struct content_registry_client *content_registry_client_ref(struct content_registry_client *c);
+
+/*
+ * Routes: every request of c for repository `name` ("domain/path", as
+ * content_ref_name() prints it) goes through `via` instead, a client made
+ * with other credentials or transport (those given to one `strata pull`,
+ * for the lazy layers of its image). c holds a reference on via until the
+ * route is replaced (a later call for the same name), removed (via NULL)
+ * or c is freed. Kept in memory only. via must have no routes of its own.
+ * Thread-safe; a request already running keeps the client it started with.
+ */
+int content_registry_client_set_route(struct content_registry_client *c, const char *name,
+                                      struct content_registry_client *via);
+/* Whether requests for ref's repository are routed through another client. */
+bool content_registry_client_routed(struct content_registry_client *c,
+                                    const struct content_ref *ref);
 
 /*
  * Resolve ref (its digest if it has one, else its tag) to the descriptor of

@@ -437,6 +437,47 @@ static void test_retry(void **state)
 	}
 }
 
+/* Routes: a client without credentials sends one repository's requests
+ * through another client that has them (strata pull --user for the lazy
+ * layers of its image); other repositories are untouched; the route holds
+ * its own reference; removing it restores the refusal. */
+static void test_route(void **state)
+{
+	_cleanup_(content_registry_client_freep) struct content_registry_client *c =
+	        client_with(NULL, 0);
+	_cleanup_(content_ref_freep) struct content_ref *ref = ref_for("basic/img", ":v1");
+	_cleanup_(content_ref_freep) struct content_ref *plain = ref_for("plain/img", ":v1");
+	_cleanup_free_ char *name = content_ref_name(ref);
+	struct content_registry_client *via = client_with("alice:secret", 0);
+	struct content_image_descriptor d = {0}, l;
+	uint8_t rb[64];
+
+	layer_desc(&l);
+	assert_int_equal(content_registry_resolve(c, ref, &d, NULL), -EACCES);
+	assert_false(content_registry_client_routed(c, ref));
+	assert_int_equal(content_registry_client_set_route(c, name, c), -EINVAL);
+	assert_int_equal(content_registry_client_set_route(c, name, via), 0);
+	/* the route keeps via alive */
+	content_registry_client_free(via);
+	assert_true(content_registry_client_routed(c, ref));
+	assert_false(content_registry_client_routed(c, plain));
+	assert_int_equal(content_registry_resolve(c, ref, &d, NULL), 0);
+	content_image_descriptor_done(&d);
+	assert_int_equal(content_registry_read_range(c, ref, &l.digest, 10, sizeof(rb), rb, NULL),
+	                 sizeof(rb));
+	assert_int_equal(content_registry_resolve(c, plain, &d, NULL), 0);
+	content_image_descriptor_done(&d);
+	/* replaced by a client with wrong credentials, then removed */
+	via = client_with("alice:wrong", 0);
+	assert_int_equal(content_registry_client_set_route(c, name, via), 0);
+	content_registry_client_free(via);
+	assert_int_equal(content_registry_read_range(c, ref, &l.digest, 10, sizeof(rb), rb, NULL),
+	                 -EACCES);
+	assert_int_equal(content_registry_client_set_route(c, name, NULL), 0);
+	assert_false(content_registry_client_routed(c, ref));
+	assert_int_equal(content_registry_resolve(c, ref, &d, NULL), -EACCES);
+}
+
 static void test_redirect(void **state)
 {
 	_cleanup_(content_registry_client_freep) struct content_registry_client *c =
@@ -625,6 +666,7 @@ int main(void)
 	        cmocka_unit_test(test_bearer_anonymous),
 	        cmocka_unit_test(test_bearer_credentials),
 	        cmocka_unit_test(test_basic_docker_config),
+	        cmocka_unit_test(test_route),
 	        cmocka_unit_test(test_lying_registry),
 	        cmocka_unit_test(test_no_range_support),
 	        cmocka_unit_test(test_retry),
