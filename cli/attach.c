@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -173,4 +174,32 @@ void cli_terminal_restore(void)
 	if (tio_saved)
 		(void)tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
 	tio_saved = false;
+}
+
+int cli_start_failure_code(const char *msg)
+{
+	/* runc: `exec: "CMD": executable file not found in $PATH`, or
+	 * `exec: "CMD": stat CMD: no such file or directory`; a missing -w
+	 * dir says "chdir to cwd" instead, and is not 127. */
+	bool cmd = strstr(msg, "exec: \"") != NULL;
+	if (cmd &&
+	    (strstr(msg, "executable file not found") || strstr(msg, "no such file or directory")))
+		return 127;
+	if (strstr(msg, "permission denied"))
+		return 126;
+	if (strstr(msg, "not a directory"))
+		return 127;
+	return 0;
+}
+
+void cli_stdio_ensure_open(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* open() takes the lowest free fd: this one. */
+		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (n >= 0 && n != fd)
+			close(n);
+	}
 }

@@ -36,3 +36,14 @@ bool cli_terminal_size(unsigned *ret_width, unsigned *ret_height);
 /* Raw mode on stdin when it is a terminal; restore undoes it (idempotent). */
 void cli_terminal_raw(void);
 void cli_terminal_restore(void);
+
+/* docker's exit code (translateContainerdStartErr) for a process that the
+ * OCI runtime could not start, from its message: 127 when the command is not
+ * found (or a path through a file), 126 when it cannot be run (permission
+ * denied); 0 when the message is none of those. */
+int cli_start_failure_code(const char *msg);
+
+/* A closed fd 0, 1 or 2 becomes /dev/null: else the first fifo or socket
+ * opened takes its number, and stdin relays from it (a hang), or output
+ * goes into it. */
+void cli_stdio_ensure_open(void);

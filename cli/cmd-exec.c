@@ -92,14 +92,6 @@ static int exec_resize(void *target, unsigned width, unsigned height)
 	return rt_exec_resize(target, width, height, NULL);
 }
 
-/* docker's codes for a command that could not be started. */
-static int start_failure_code(const char *msg)
-{
-	if (strstr(msg, "executable file not found") || strstr(msg, "no such file or directory"))
-		return 127;
-	return 126;
-}
-
 static int exec(struct cli_ctx *ctx, const struct exec_opts *o)
 {
 	_cleanup_(rt_container_freep) struct rt_container *c = NULL;
@@ -108,6 +100,9 @@ static int exec(struct cli_ctx *ctx, const struct exec_opts *o)
 	_cleanup_free_ char *state = NULL;
 	int code = EXIT_ERROR, r, sig;
 
+	/* As docker and nerdctl: -it relays a terminal, so stdin must be one. */
+	if (o->tty && o->interactive && !isatty(STDIN_FILENO))
+		return cli_fail("exec", "the input device is not a TTY");
 	if (rt_state_dir(ctx->config, ctx->address, &state, &err) < 0 ||
 	    rt_container_load(state, o->id, &c, &err) < 0)
 		return cli_fail("exec", "%s", strata_error_message(err));
@@ -135,7 +130,11 @@ static int exec(struct cli_ctx *ctx, const struct exec_opts *o)
 		cli_terminal_restore();
 		cli_signals_restore();
 		(void)cli_fail("exec", "%s", strata_error_message(err));
-		return r == -ENOEXEC ? start_failure_code(strata_error_message(err)) : EXIT_ERROR;
+		if (r != -ENOEXEC)
+			return EXIT_ERROR;
+		/* docker's 126 for any other failure to start the process */
+		code = cli_start_failure_code(strata_error_message(err));
+		return code ? code : 126;
 	}
 	sig = cli_signals_pending();
 	if (sig)
@@ -165,6 +164,7 @@ int cmd_exec(struct cli_ctx *ctx, int argc, char **argv)
 	int r;
 
 	(void)signal(SIGPIPE, SIG_IGN);
+	cli_stdio_ensure_open();
 	r = parse_args(argc, argv, &o);
 	if (r == 0)
 		r = exec(ctx, &o);

@@ -468,6 +468,9 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	int code = EXIT_ERROR, r;
 
 	phase("start");
+	/* As docker and nerdctl: -it relays a terminal, so stdin must be one. */
+	if (o->tty && o->interactive && !o->detach && !isatty(STDIN_FILENO))
+		return cli_fail("run", "the input device is not a TTY");
 	/* Fail before any work when the runtime cannot run at all. */
 	{
 		_cleanup_free_ char *shim = NULL, *runtime = NULL;
@@ -618,6 +621,8 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	phase("created");
 	if (r < 0) {
 		code = cli_fail("run", "%s", strata_error_message(err));
+		if (strstr(strata_error_message(err), "OCI runtime create failed"))
+			code = cli_start_failure_code(strata_error_message(err)) ?: code;
 		goto out;
 	}
 	if (!o->detach) {
@@ -722,6 +727,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 	int r;
 
 	(void)signal(SIGPIPE, SIG_IGN);
+	cli_stdio_ensure_open();
 	r = parse_args(argc, argv, &o);
 	if (r == 0)
 		r = run(ctx, &o);

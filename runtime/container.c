@@ -446,6 +446,20 @@ static int prepare_stdio(struct rt_container *c, const struct rt_container_confi
                          struct stdio_setup *s, struct strata_error **ret_err)
 {
 	*s = (struct stdio_setup){.out_fd = -1, .err_fd = -1, .in_fd = -1};
+	if (cfg->detach && cfg->spec.tty) {
+		/* The shim's console copy takes no file:// URI, only a path it
+		 * opens as is (a fifo, or a file that exists): the pty's output,
+		 * stderr included, goes to the log file made here. */
+		const char *log = rec_str(c, "log_path");
+		_cleanup_close_ int fd = -1;
+		if (!log)
+			return strata_error_set(ret_err, -EINVAL, "no log path");
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return strata_error_set_errno(ret_err, negative_errno(), "create \"%s\"",
+			                              log);
+		return (s->out = strdup(log)) ? 0 : -ENOMEM;
+	}
 	if (cfg->detach) {
 		if (asprintf(&s->out, "file://%s", rec_str(c, "log_path")) < 0 ||
 		    !(s->err = strdup(s->out)))

@@ -299,7 +299,12 @@ int rt_exec_wait(struct rt_exec *e, int *ret_code, struct strata_error **ret_err
 		return strata_error_prefix(ret_err, r, "wait for exec %s in container %s", e->id,
 		                           rt_container_id(e->c));
 	e->waited = true;
-	rt_stdio_finish(e->io, 5000);
+	/* As docker: output that a background child keeps open is not waited
+	 * for past 2 s of silence (the shim's Delete then waits 2 s more for
+	 * its own copy), not until the child exits. Not Delete first: the shim
+	 * gives its copy 2 s there, and drops what a slow reader of ours had
+	 * not taken by then. */
+	rt_stdio_finish(e->io, 2000);
 	/* The shim reports 128+N for a signal, as for the init process. */
 	if (ret_code)
 		*ret_code = (int)status;

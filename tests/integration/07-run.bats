@@ -565,3 +565,110 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 		assert_no_leftovers "$id"
 	done
 }
+
+@test "exec as docker: big stdin, -it needs a terminal, 126/127, unknown uid, two at once, signals, a background child" {
+	sb=("$STRATA_BIN" --root "$ROOT" --address "$SOCK" --config "$TEST_TMP/config.toml")
+	id=$(strata run -d --plain-http --net none --name box "$IMAGE" sleep 120)
+	# -i: 3 MB of stdin arrive whole (the fifo takes 64 KiB at a time),
+	# while cat's output is relayed back
+	head -c 3000000 /dev/urandom >"$TEST_TMP/big"
+	"${sb[@]}" exec -i box cat <"$TEST_TMP/big" >"$TEST_TMP/big.out"
+	cmp "$TEST_TMP/big" "$TEST_TMP/big.out"
+	"${sb[@]}" exec -i box sh -c 'cat >/tmp/big' <"$TEST_TMP/big"
+	strata exec box cat /tmp/big | cmp - "$TEST_TMP/big"
+	# a reader that stalls near the end (a pager) still gets all of it
+	strata exec box cat /tmp/big | { head -c 2800000; sleep 3; cat; } | cmp - "$TEST_TMP/big"
+	"${sb[@]}" run --rm -i --net none "$IMAGE" cat <"$TEST_TMP/big" | cmp - "$TEST_TMP/big"
+	run bash -c "echo hi | ${sb[*]} exec -i box cat"
+	[ "$status" -eq 0 ]
+	[ "$output" = hi ]
+	# a closed stdin reads as an empty one (no fifo takes its fd 0)
+	run bash -c "exec <&-; timeout 20 ${sb[*]} exec -i box cat"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+
+	# -it with stdin not a terminal: docker's error, nothing started
+	run bash -c "echo hi | ${sb[*]} exec -it box cat"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"the input device is not a TTY"* ]]
+	run bash -c "${sb[*]} run --rm -it --net none $IMAGE true </dev/null"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"the input device is not a TTY"* ]]
+	[ "$(strata ps -a -q)" = "${id:0:12}" ]
+	# -t alone does not need one
+	run strata exec -t box echo tty-ok </dev/null
+	[ "$status" -eq 0 ]
+	[[ "$output" == tty-ok* ]]
+
+	# docker's codes: 127 command not found (or a path through a file),
+	# 126 cannot be run; a missing -w dir is not "not found"
+	run -127 strata exec box nosuchcmd
+	run -127 strata exec box /etc/motd/x
+	run -126 strata exec box /etc
+	run -126 strata exec -w /nosuchdir box true
+	[[ "$output" == *nosuchdir* ]]
+	run -127 strata run --rm --net none "$IMAGE" /no/such
+	run -126 strata run --rm --net none "$IMAGE" /etc
+	[ "$(strata ps -a -q)" = "${id:0:12}" ]
+
+	# a uid, and uid:gid, that the container's /etc/passwd does not know
+	run strata exec -u 4321 box sh -c 'echo $(id -u):$(id -g)'
+	[ "$status" -eq 0 ]
+	[ "$output" = 4321:0 ]
+	run strata exec -u 4321:8765 box sh -c 'echo $(id -u):$(id -g)'
+	[ "$output" = 4321:8765 ]
+	run -1 strata exec -u nosuchuser box true
+	[[ "$output" == *nosuchuser* ]]
+
+	# two at once, each with its own output and code
+	strata_exec exec box sh -c 'sleep 1; echo A; exit 3' >"$TEST_TMP/a" 2>&1 3>&- &
+	pa=$!
+	strata_exec exec box sh -c 'sleep 1; echo B; exit 4' >"$TEST_TMP/b" 2>&1 3>&- &
+	pb=$!
+	sa=0 sb_=0
+	wait "$pa" || sa=$?
+	wait "$pb" || sb_=$?
+	[ "$sa" -eq 3 ]
+	[ "$sb_" -eq 4 ]
+	[ "$(cat "$TEST_TMP/a")" = A ]
+	[ "$(cat "$TEST_TMP/b")" = B ]
+
+	# SIGTERM to the CLI reaches the command
+	strata_exec exec box sh -c 'trap "echo got-term; exit 5" TERM; echo ready; while :; do sleep 0.1; done' >"$TEST_TMP/t" 2>&1 3>&- &
+	pt=$!
+	wait_for 10 grep -q ready "$TEST_TMP/t"
+	kill -TERM "$pt"
+	st=0
+	wait "$pt" || st=$?
+	[ "$st" -eq 5 ]
+	grep -q got-term "$TEST_TMP/t"
+
+	# a background child keeps stdout open: as docker, the exec ends about
+	# 2 s after its command, not when the child does
+	t0=$(date +%s)
+	run strata exec box sh -c 'sleep 30 & echo bg'
+	t1=$(date +%s)
+	[ "$status" -eq 0 ]
+	[ "$output" = bg ]
+	[ $((t1 - t0)) -lt 10 ]
+	[ -z "$(exec_dirs "$id")" ]
+	strata rm -f box
+	assert_no_leftovers "$id"
+}
+
+@test "run -dt: the pty's output goes to the log; exec -t into it" {
+	id=$(strata run -dt --plain-http --net none "$IMAGE" sh -c 'echo hello-tty; tty; sleep 60')
+	wait_for 10 bash -c "'$STRATA_BIN' --root '$ROOT' --address '$SOCK' logs $id | grep -q pts"
+	run strata logs "$id"
+	echo "$output"
+	[[ "${lines[0]}" == hello-tty* ]]
+	[[ "${lines[1]}" =~ ^/dev/pts/[0-9]+ ]]
+	[ "$(strata ps --json | jq -r '.[0].state')" = running ]
+	run strata exec -t "$id" sh -c 'tty >/dev/null && echo has-tty'
+	[ "$status" -eq 0 ]
+	[[ "$output" == has-tty* ]]
+	strata rm -f "$id"
+	assert_no_leftovers "$id"
+}
