@@ -3,6 +3,13 @@
  * strata serve: the daemon. Opens the one LMDB environment, the content
  * store and the snapshotter under --root, serves them (and Health) on
  * --address, and runs until SIGTERM/SIGINT, which drains in-flight calls.
+ *
+ * Lazy layers outlive the daemon (snapshotter/lazy-handover.c): their FUSE
+ * connections are kept by a holder process, a layer still in use (a running
+ * container's rootfs stacks it) stays mounted when the daemon stops or
+ * crashes, and the next daemon resumes serving it. --unmount-on-exit stops
+ * that: every lazy layer is unmounted on exit. The holder is this binary
+ * re-exec'd as the hidden `serve --fuse-fd-holder`.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -61,6 +68,7 @@ static int registry_config_path(struct cli_ctx *ctx, const char **ret,
 
 struct serve_opts {
 	const char *metrics_address; /* NULL: no metrics endpoint */
+	bool unmount_on_exit;        /* unmount every lazy layer on exit */
 };
 
 static int serve(struct cli_ctx *ctx, const struct serve_opts *o, struct strata_error **ret_err)
@@ -78,7 +86,7 @@ static int serve(struct cli_ctx *ctx, const struct serve_opts *o, struct strata_
 	struct proxy_server_config cfg = {.address = ctx->address};
 	struct proxy_images_options images_opts = {0};
 	struct content_registry_options registry_opts = {0};
-	struct snap_options snap_opts = {.userxattr = -1};
+	struct snap_options snap_opts = {.userxattr = -1, .lazy_handover = !o->unmount_on_exit};
 	int r;
 
 	if (geteuid() != 0)
@@ -147,9 +155,12 @@ static int serve(struct cli_ctx *ctx, const struct serve_opts *o, struct strata_
 
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_METRICS = 0x100 };
+	enum { OPT_METRICS = 0x100, OPT_UNMOUNT, OPT_HOLDER };
 	static const struct option opts[] = {
 	        {"metrics-address", required_argument, NULL, OPT_METRICS},
+	        {"unmount-on-exit", no_argument, NULL, OPT_UNMOUNT},
+	        /* hidden: the FUSE fd holder the daemon starts */
+	        {"fuse-fd-holder", no_argument, NULL, OPT_HOLDER},
 	        {0},
 	};
 	_cleanup_error_ struct strata_error *err = NULL;
@@ -166,6 +177,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 				                       "--metrics-address needs HOST:PORT");
 			o.metrics_address = optarg;
 			break;
+		case OPT_UNMOUNT:
+			o.unmount_on_exit = true;
+			break;
+		case OPT_HOLDER:
+			return snap_lazy_holder_main() < 0 ? EXIT_ERROR : EXIT_OK;
 		default:
 			return cli_usage_error("serve", "unknown or incomplete option '%s'",
 			                       argv[optind - 1]);

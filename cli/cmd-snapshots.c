@@ -60,6 +60,15 @@ static json_t *lazy_json(const Strata__Images__V1__LazyStats *l)
 	(void)json_object_set_new(o, "healthy", json_boolean(l->healthy));
 	if (l->prefetch && *l->prefetch)
 		(void)json_object_set_new(o, "prefetch", json_string(l->prefetch));
+	(void)json_object_set_new(o, "prefetch_bytes", json_integer((json_int_t)l->prefetch_bytes));
+	(void)json_object_set_new(o, "prefetch_total", json_integer((json_int_t)l->prefetch_total));
+	if (l->background && *l->background)
+		(void)json_object_set_new(o, "background", json_string(l->background));
+	(void)json_object_set_new(o, "background_done",
+	                          json_integer((json_int_t)l->background_done));
+	(void)json_object_set_new(o, "background_total",
+	                          json_integer((json_int_t)l->background_total));
+	(void)json_object_set_new(o, "pull_credentials", json_boolean(l->pull_credentials));
 	return o;
 }
 
@@ -107,20 +116,28 @@ static int print_json(json_t *j)
 	return 0;
 }
 
-/* "lazy 1.2 MB/30 MB" for a mounted remote layer, "lazy (unmounted)",
- * or "-". */
+/* "lazy 1.2 MB/30 MB" for a mounted remote layer, with the prefetch or
+ * background fetch while it runs or when it failed ("prefetching",
+ * "background 40%"), "lazy (unmounted)", or "-". */
 static const char *lazy_column(const SnapPb *s, char *buf, size_t n)
 {
-	char a[16], b[16];
+	const Strata__Images__V1__LazyStats *l = s->lazy;
+	char a[16], b[16], fetch[32] = "";
 
 	if (!s->remote)
 		return "-";
-	if (!s->lazy)
+	if (!l)
 		return "lazy (not mounted)";
-	snprintf(buf, n, "lazy %s/%s%s",
-	         cli_format_size((int64_t)s->lazy->bytes_fetched, a, sizeof(a)),
-	         cli_format_size((int64_t)s->lazy->blob_size, b, sizeof(b)),
-	         s->lazy->healthy ? "" : " UNHEALTHY");
+	if (streq(strempty(l->prefetch), "running"))
+		snprintf(fetch, sizeof(fetch), " prefetching");
+	else if (streq(strempty(l->prefetch), "failed"))
+		snprintf(fetch, sizeof(fetch), " prefetch failed");
+	else if (streq(strempty(l->background), "running") && l->background_total > 0)
+		snprintf(fetch, sizeof(fetch), " background %u%%",
+		         (unsigned)(l->background_done * 100 / l->background_total));
+	snprintf(buf, n, "lazy %s/%s%s%s", cli_format_size((int64_t)l->bytes_fetched, a, sizeof(a)),
+	         cli_format_size((int64_t)l->blob_size, b, sizeof(b)), fetch,
+	         l->healthy ? "" : " UNHEALTHY");
 	return buf;
 }
 
@@ -166,7 +183,7 @@ static int do_ls(struct proxy_client *client, int argc, char **argv)
 			printf("%-80s %-80s %-10s %s\n", "KEY", "PARENT", "KIND", "LAZY");
 		for (size_t i = 0; i < resp->n_snapshots; i++) {
 			const SnapPb *s = resp->snapshots[i];
-			char lz[64];
+			char lz[96];
 
 			if (quiet)
 				printf("%s\n", s->name);

@@ -4,11 +4,16 @@
 
 static const struct cli_command commands[] = {
         {"serve", "Run the Strata daemon in the foreground",
-         "serve [--metrics-address HOST:PORT]\n\n"
+         "serve [--metrics-address HOST:PORT] [--unmount-on-exit]\n\n"
          "Serves containerd's Snapshots and Content services and Strata's own\n"
          "Images service on --address. SIGTERM drains in-flight calls and exits 0.\n"
+         "Lazy layers in use by a running container stay mounted when the daemon\n"
+         "stops or crashes (their FUSE connections are kept by a holder process)\n"
+         "and the next daemon resumes them; idle ones are unmounted. Removing the\n"
+         "snapshots unmounts them for good.\n"
          "  --metrics-address HOST:PORT   serve Prometheus metrics (GET /metrics)\n"
-         "                   there; off by default",
+         "                   there; off by default\n"
+         "  --unmount-on-exit  unmount every lazy layer on exit, even in use",
          cmd_serve},
         {"pull", "Pull an image from a registry",
          "pull [--plain-http] [--platform P] [--lazy|--no-lazy] [--user USER[:PASS]] [--quiet] "

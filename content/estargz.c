@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include "common.h"
@@ -85,6 +86,44 @@ int content_estargz_parse_footer(const void *tail, size_t len, uint64_t *ret_toc
 
 /* --- gzip ----------------------------------------------------------------- */
 
+/* One gzip member holding at least want bytes, in one pass (libdeflate is
+ * 2-3x faster than zlib here): 1 when in is not exactly one such member,
+ * and zlib's streaming loop should do it. libdeflate wants room for the
+ * whole member, whose size the gzip trailer (ISIZE) gives. */
+static int inflate_member(const void *in, size_t len, void *out, size_t want)
+{
+	struct libdeflate_decompressor *d;
+	const uint8_t *p = in;
+	_cleanup_free_ uint8_t *tmp = NULL;
+	size_t isize, in_used = 0, out_got = 0;
+	enum libdeflate_result res;
+
+	if (len < 18)
+		return 1;
+	isize = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
+	        (size_t)p[len - 1] << 24;
+	/* the rest of a member past the file's bytes is tar padding and the
+	 * headers of the entries that follow: bounded, or not one member */
+	if (isize < want || isize - want > (16u << 20))
+		return 1;
+	if (isize > want) {
+		tmp = malloc(isize);
+		if (!tmp)
+			return -ENOMEM;
+	}
+	/* small (~32 KiB) and cheap next to a member's inflate */
+	d = libdeflate_alloc_decompressor();
+	if (!d)
+		return -ENOMEM;
+	res = libdeflate_gzip_decompress_ex(d, in, len, tmp ? tmp : out, isize, &in_used, &out_got);
+	libdeflate_free_decompressor(d);
+	if (res != LIBDEFLATE_SUCCESS || in_used != len || out_got != isize)
+		return 1;
+	if (tmp)
+		memcpy(out, tmp, want);
+	return 0;
+}
+
 int content_estargz_inflate(const void *in, size_t len, void *out, size_t want)
 {
 	z_stream z = {0};
@@ -94,6 +133,9 @@ int content_estargz_inflate(const void *in, size_t len, void *out, size_t want)
 		return 0;
 	if (len > UINT32_MAX || want > UINT32_MAX)
 		return -EFBIG;
+	rc = inflate_member(in, len, out, want);
+	if (rc <= 0)
+		return rc;
 	if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
 		return -ENOMEM;
 	z.next_in = (Bytef *)in;

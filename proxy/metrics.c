@@ -163,6 +163,10 @@ enum field {
 	F_TOC_MEMORY,
 	F_BLOB_SIZE,
 	F_HEALTHY,
+	F_PREFETCH_BYTES,
+	F_PREFETCH_TOTAL,
+	F_BG_DONE,
+	F_BG_TOTAL,
 };
 
 static uint64_t field_of(const struct snap_lazy_stats *st, enum field fld)
@@ -188,6 +192,14 @@ static uint64_t field_of(const struct snap_lazy_stats *st, enum field fld)
 		return st->blob_size;
 	case F_HEALTHY:
 		return st->healthy;
+	case F_PREFETCH_BYTES:
+		return st->prefetch_bytes;
+	case F_PREFETCH_TOTAL:
+		return st->prefetch_total;
+	case F_BG_DONE:
+		return st->background_done;
+	case F_BG_TOTAL:
+		return st->background_total;
 	}
 	return 0;
 }
@@ -214,7 +226,38 @@ static const struct {
         {"strata_lazy_blob_size_bytes", "gauge", "Compressed size of a lazy layer's blob.",
          F_BLOB_SIZE},
         {"strata_lazy_healthy", "gauge", "1 when a lazy layer's registry is reachable.", F_HEALTHY},
+        {"strata_lazy_prefetch_fetched_bytes", "gauge",
+         "Bytes the prefetch (the range before .prefetch.landmark) fetched from the registry.",
+         F_PREFETCH_BYTES},
+        {"strata_lazy_prefetch_size_bytes", "gauge",
+         "Compressed size of a lazy layer's prefetch range (0: none).", F_PREFETCH_TOTAL},
+        {"strata_lazy_background_done_bytes", "gauge",
+         "Bytes of the background fetch's range covered so far.", F_BG_DONE},
+        {"strata_lazy_background_size_bytes", "gauge",
+         "Compressed size of the background fetch's range.", F_BG_TOTAL},
 };
+
+/* Prometheus' enum idiom: one series per state, 1 for the current one. */
+static void phase_family(FILE *f, const struct collect *c, const char *name, const char *help,
+                         bool background)
+{
+	static const enum snap_lazy_phase phases[] = {SNAP_LAZY_NONE, SNAP_LAZY_PENDING,
+	                                              SNAP_LAZY_RUNNING, SNAP_LAZY_DONE,
+	                                              SNAP_LAZY_FAILED};
+
+	family(f, name, "gauge", help);
+	for (size_t i = 0; i < c->n_layers; i++) {
+		enum snap_lazy_phase cur =
+		        background ? c->layers[i].st.background : c->layers[i].st.prefetch;
+
+		for (size_t k = 0; k < ELEMENTSOF(phases); k++) {
+			fprintf(f, "%s{snapshot=\"", name);
+			put_label_value(f, c->layers[i].name);
+			fprintf(f, "\",state=\"%s\"} %d\n", snap_lazy_phase_to_string(phases[k]),
+			        cur == phases[k]);
+		}
+	}
+}
 
 static uint64_t rss_bytes(void)
 {
@@ -276,6 +319,14 @@ int proxy_metrics_write(FILE *f, struct snap_store *snaps, struct content_store 
 			fprintf(f, "\"} %" PRIu64 "\n",
 			        field_of(&c.layers[i].st, layer_families[k].field));
 		}
+	}
+	if (c.n_layers > 0) {
+		phase_family(f, &c, "strata_lazy_prefetch_state",
+		             "A lazy layer's prefetch (none, pending, running, done, failed).",
+		             false);
+		phase_family(f, &c, "strata_lazy_background_state",
+		             "A lazy layer's background fetch (none, pending, running, done).",
+		             true);
 	}
 	r = ferror(f) ? -EIO : 0;
 out:

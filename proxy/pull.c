@@ -203,6 +203,9 @@ struct pull_job {
 	size_t n_layers;
 	Strata__Images__V1__LazyMode lazy;
 	char *lazy_ref; /* "domain/path@<manifest digest>", for the snapshotter */
+	/* --user or --plain-http: lazy layers must read with this pull's
+	 * client, not the daemon's default (see route_lazy_reads) */
+	bool own_transport;
 
 	/* lock protects the fields below and every layer's "protected" part;
 	 * cond is broadcast when a download makes progress, starts or ends,
@@ -1127,11 +1130,45 @@ static int pin(struct pins *p, const struct strata_digest *d)
 	return r;
 }
 
+/*
+ * Credentials and transport for lazy reads. The snapshotter reads lazy
+ * layers through the daemon's registry client (certs.d, the daemon's docker
+ * config.json), which knows nothing of --user or --plain-http. When this
+ * pull was given either, the daemon's client is told to send every request
+ * for this repository through this pull's client (a route: a reference on
+ * the client, in memory only, replaced by the next such pull of the
+ * repository). Called before the first lazy Prepare, and also when the lazy
+ * chains exist already: pulling again is how a user hands credentials back
+ * after a daemon restart. The remote record says a layer was mounted so,
+ * and the snapshotter warns at remount that the daemon's own credentials
+ * are used from then on.
+ */
+static int route_lazy_reads(struct pull_job *job, struct strata_error **ret_err)
+{
+	struct content_registry_client *lazy = snap_lazy_registry(job->img->snaps);
+	_cleanup_free_ char *repo = NULL;
+	int r;
+
+	if (!job->own_transport || !lazy)
+		return 0;
+	repo = content_ref_name(job->ref);
+	if (!repo)
+		return -ENOMEM;
+	r = content_registry_client_set_route(lazy, repo, job->client);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "route lazy reads of %s", repo);
+	log_info("pull: lazy layers of %s read with the credentials and transport given to this "
+	         "pull (kept in memory only)",
+	         repo);
+	return 0;
+}
+
 static int start_layers(struct pull_job *job, const struct content_image_config *cfg,
                         struct strata_error **ret_err)
 {
 	const struct content_image_manifest *m = job->manifest;
 	_cleanup_free_ struct strata_digest *chains = NULL;
+	bool any_lazy = false;
 	int r;
 
 	job->layers = calloc(MAX(m->n_layers, (size_t)1), sizeof(*job->layers));
@@ -1200,6 +1237,12 @@ static int start_layers(struct pull_job *job, const struct content_image_config 
 		}
 		l->state = l->need_extract || l->need_download ? ST(WAITING) : ST(EXISTS);
 		l->done = have_blob ? l->desc->size : 0;
+		any_lazy |= l->lazy_try || remote_chain;
+	}
+	if (any_lazy) {
+		r = route_lazy_reads(job, ret_err);
+		if (r < 0)
+			return r;
 	}
 	pthread_mutex_lock(&job->lock);
 	job->n_layers = m->n_layers;
@@ -1461,6 +1504,7 @@ int proxy_pull(struct proxy_images *img, struct proxy_call *call,
 		opts.docker_config_dir = img->docker_config_dir;
 		opts.plain_http = req->plain_http;
 		opts.user = req->user && *req->user ? req->user : NULL;
+		job.own_transport = opts.plain_http || opts.user;
 		r = content_registry_client_new(&opts, &job.client, ret_err);
 	}
 	if (r >= 0) {

@@ -799,6 +799,10 @@ static int conn_read(struct proxy_conn *c)
 		}
 		if (c->out_len - c->out_off >= CONN_OUT_HIGH)
 			break;
+		/* A short read drained the socket: epoll (level-triggered)
+		 * reports what comes next; no read just to see EAGAIN. */
+		if ((size_t)n < sizeof(s->rbuf))
+			break;
 	}
 	c->dirty = true;
 	return 0;

@@ -643,7 +643,14 @@ static SnapPb *snap_pb_new(struct snap_store *snaps, const struct snap_info *inf
 		l->toc_memory = st.toc_memory;
 		l->blob_size = st.blob_size;
 		l->healthy = st.healthy;
-		l->prefetch = (char *)""; /* not reported by snapshotter/ yet */
+		/* constant strings: snap_pb_free frees only the message */
+		l->prefetch = (char *)snap_lazy_phase_to_string(st.prefetch);
+		l->prefetch_bytes = st.prefetch_bytes;
+		l->prefetch_total = st.prefetch_total;
+		l->background = (char *)snap_lazy_phase_to_string(st.background);
+		l->background_done = st.background_done;
+		l->background_total = st.background_total;
+		l->pull_credentials = st.pull_credentials;
 		p->lazy = l;
 	}
 	if (usage) {

@@ -78,12 +78,25 @@ struct lazy_layer {
 	bool fuse_running;
 	pthread_t bg_thread;
 	bool bg_running;
+	/* lazy-fetch.c's read-ahead workers: created by lazy_fs_mount()
+	 * before the loop thread starts, freed by lazy_fs_unmount() after it
+	 * is joined; NULL when not mounted. */
+	struct lazy_fetch *fetch;
+	/* lazy-handover.c: a kept /dev/fuse fd to serve instead of mounting
+	 * (-1: mount), and whether unmounting leaves the mount to the next
+	 * daemon. Set before lazy_fs_mount()/lazy_fs_unmount(). */
+	int adopt_fd;
+	bool keep_mounted;
 
 	/* Counters (relaxed atomics: figures, not synchronisation). */
 	atomic_uint_fast64_t bytes_fetched, requests, chunks_fetched, cache_hits, cache_misses,
 	        verify_failures;
 	atomic_bool healthy;
 	atomic_bool stopping;
+	/* The helper thread's progress (enum snap_lazy_phase; bytes as in
+	 * struct snap_lazy_stats): written by it, read by stats. */
+	atomic_int prefetch_phase, bg_phase;
+	atomic_uint_fast64_t prefetch_bytes, bg_done;
 
 	/* Protected by lock: compressed ranges being fetched right now, so two
 	 * readers of one chunk share one request. */
@@ -99,6 +112,7 @@ struct lazy_options {
 	bool allow_unverified; /* serve layers without toc.digest */
 	bool no_prefetch;      /* skip the landmark prefetch at mount */
 	bool no_background;    /* skip fetching the rest in the background */
+	bool handover;         /* keep FUSE connections across restarts */
 	unsigned bg_delay_ms;  /* wait before the background fetch starts */
 	unsigned fuse_threads; /* max FUSE worker threads per layer */
 	uint64_t cache_max_bytes;
@@ -115,6 +129,7 @@ struct lazy_manager {
 	pthread_mutex_t lock;
 	struct lazy_layer **layers;
 	size_t n_layers;
+	struct lazy_handover *handover; /* thread-safe; NULL: none */
 	/* known remote snapshots that could not be mounted (ids) */
 	uint64_t *broken;
 	size_t n_broken;
@@ -147,6 +162,21 @@ struct lazy_layer *lazy_manager_find(struct lazy_manager *m, uint64_t id);
 /* Remove from the manager, unmount and free. */
 void lazy_manager_drop(struct lazy_manager *m, uint64_t id);
 
+/* --- lazy-fetch.c: FUSE reads, with read-ahead fetched in parallel --------- */
+
+struct lazy_fetch;
+int lazy_fetch_new(struct lazy_layer *l, struct lazy_fetch **ret);
+/* Stops the workers (queued read-ahead is dropped) and frees. */
+struct lazy_fetch *lazy_fetch_free(struct lazy_fetch *f);
+/* At mount: queue the files nearly every container start reads (dynamic
+ * loader, libc, ...), unless the layer has a prefetch landmark. */
+void lazy_fetch_start(struct lazy_fetch *f);
+/* Wait until no read-ahead is queued or running (tests). */
+void lazy_fetch_wait_idle(struct lazy_fetch *f);
+/* lazy_layer_read(), answered as soon as the read's own chunks are verified,
+ * while l->fetch's workers fetch what comes next. */
+ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off);
+
 /* --- lazy-fs.c ------------------------------------------------------------ */
 
 int lazy_fs_mount(struct lazy_layer *l, struct strata_error **ret_err);
@@ -154,6 +184,34 @@ int lazy_fs_mount(struct lazy_layer *l, struct strata_error **ret_err);
 void lazy_fs_unmount(struct lazy_layer *l);
 /* Detach whatever is mounted on path (a stale mount of a dead daemon). */
 void lazy_fs_force_unmount(const char *path);
+
+/* --- lazy-handover.c: FUSE connections kept across daemon restarts -------- */
+
+struct lazy_handover;
+
+/* Connects to a holder left by the previous daemon and takes the list of
+ * fds it keeps; keep: start a holder on the first put and keep layers in
+ * use mounted on exit. */
+int lazy_handover_open(const char *root, bool keep, struct lazy_handover **ret);
+struct lazy_handover *lazy_handover_free(struct lazy_handover *h);
+/* Whether layers in use are left mounted on exit (keep, and a holder). */
+bool lazy_handover_keeps(const struct lazy_handover *h);
+/* The kept fd of snapshot id (the caller owns it) and the device it was
+ * mounted as, or -ENOENT. */
+int lazy_handover_take(struct lazy_handover *h, uint64_t id, dev_t *ret_dev);
+/* Hand a freshly mounted layer's fd to the holder (started on demand). */
+void lazy_handover_put(struct lazy_handover *h, struct lazy_layer *l);
+void lazy_handover_del(struct lazy_handover *h, uint64_t id);
+/* Tell the holder to drop the kept fds no layer took. */
+void lazy_handover_release_unclaimed(struct lazy_handover *h);
+bool lazy_handover_mount_live(const char *mountpoint, dev_t dev, int fd);
+bool lazy_handover_in_use(const char *mountpoint, dev_t dev);
+/* After fuse_session_mount(se, "/dev/fd/N"): make the session initialised
+ * without a kernel INIT, and have the kernel resend unanswered requests. */
+int lazy_handover_resume(struct lazy_layer *l);
+/* Stop serving without unmounting or aborting (keep_mounted). */
+void lazy_handover_detach(struct lazy_layer *l);
+void lazy_handover_on_signal(int sig);
 
 /* --- lazy-remote.c -------------------------------------------------------- */
 

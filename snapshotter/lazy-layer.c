@@ -10,6 +10,7 @@
  * the throttled background fetch of the rest of the layer.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -391,13 +392,18 @@ static void *helper_main(void *userdata)
 	}
 	if (!o->no_prefetch && l->toc->prefetch_end > 0) {
 		uint64_t before = atomic_load(&l->bytes_fetched);
-		int r = lazy_layer_fetch_range(l, 0, l->toc->prefetch_end);
+		int r;
+
+		atomic_store(&l->prefetch_phase, SNAP_LAZY_RUNNING);
+		r = lazy_layer_fetch_range(l, 0, l->toc->prefetch_end);
+		atomic_store(&l->prefetch_bytes, atomic_load(&l->bytes_fetched) - before);
+		atomic_store(&l->prefetch_phase, r < 0 ? SNAP_LAZY_FAILED : SNAP_LAZY_DONE);
 		log_debug("lazy layer %" PRIu64 ": prefetched %" PRIu64 " bytes (%s)", l->id,
-		          (uint64_t)(atomic_load(&l->bytes_fetched) - before),
-		          r < 0 ? strerror(-r) : "ok");
+		          (uint64_t)atomic_load(&l->prefetch_bytes), r < 0 ? strerror(-r) : "ok");
 	}
 	if (o->no_background || !nap(l, o->bg_delay_ms))
 		return NULL;
+	atomic_store(&l->bg_phase, SNAP_LAZY_RUNNING);
 	for (uint64_t pos = l->toc->prefetch_end;
 	     pos < l->toc->toc_offset && !atomic_load(&l->stopping);) {
 		uint64_t next = MIN(pos + (1u << 20), l->toc->toc_offset);
@@ -408,9 +414,11 @@ static void *helper_main(void *userdata)
 			continue; /* retry the same piece */
 		}
 		pos = next;
+		atomic_store(&l->bg_done, pos - l->toc->prefetch_end);
 		if (!nap(l, 10))
 			return NULL;
 	}
+	atomic_store(&l->bg_phase, SNAP_LAZY_DONE);
 	log_debug("lazy layer %" PRIu64 ": background fetch done (%" PRIuFAST64 " bytes fetched)",
 	          l->id, atomic_load(&l->bytes_fetched));
 	return NULL;
@@ -429,6 +437,7 @@ int lazy_layer_new(struct lazy_manager *m, uint64_t id, const char *ref,
 		return -ENOMEM;
 	l->mgr = m;
 	l->id = id;
+	l->adopt_fd = -1;
 	l->digest = *digest;
 	l->blob_size = blob_size;
 	l->ref_str = strdup(ref);
@@ -436,6 +445,12 @@ int lazy_layer_new(struct lazy_manager *m, uint64_t id, const char *ref,
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	atomic_store(&l->healthy, true);
+	atomic_store(&l->prefetch_phase, m->opts.no_prefetch || !toc->prefetch_end
+	                                         ? SNAP_LAZY_NONE
+	                                         : SNAP_LAZY_PENDING);
+	atomic_store(&l->bg_phase, m->opts.no_background || toc->prefetch_end >= toc->toc_offset
+	                                   ? SNAP_LAZY_NONE
+	                                   : SNAP_LAZY_PENDING);
 	if (!l->ref_str || !l->mountpoint) {
 		lazy_layer_free(l);
 		return -ENOMEM;
@@ -461,6 +476,7 @@ struct lazy_layer *lazy_layer_free(struct lazy_layer *l)
 	if (l->bg_running)
 		pthread_join(l->bg_thread, NULL);
 	lazy_fs_unmount(l);
+	safe_close(l->adopt_fd);
 	content_estargz_toc_free(l->toc);
 	content_ref_free(l->ref);
 	pthread_mutex_destroy(&l->lock);
@@ -471,13 +487,61 @@ struct lazy_layer *lazy_layer_free(struct lazy_layer *l)
 	return NULL;
 }
 
+/* Resume on the connection the holder kept when its mount is still live
+ * (see lazy-handover.c), else mount afresh over whatever is left there. */
+static int mount_or_resume(struct lazy_layer *l, struct strata_error **ret_err)
+{
+	struct lazy_handover *h = l->mgr->handover;
+	_cleanup_error_ struct strata_error *err = NULL;
+	bool resume = false;
+	sigset_t stop, old;
+	dev_t dev = 0;
+	int fd = h ? lazy_handover_take(h, l->id, &dev) : -ENOENT;
+	int r = -ENOENT;
+
+	if (fd >= 0 && lazy_handover_mount_live(l->mountpoint, dev, fd)) {
+		l->adopt_fd = fd;
+		resume = true;
+	} else if (fd >= 0) {
+		close(fd);
+		lazy_handover_del(h, l->id);
+	}
+	/* The FUSE loop thread inherits our mask: it must take the signal
+	 * that stops it without unmounting (RPC threads block them all). */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGUSR2);
+	(void)pthread_sigmask(SIG_UNBLOCK, &stop, &old);
+	if (resume) {
+		r = lazy_fs_mount(l, &err);
+		if (r >= 0) {
+			log_info("lazy layer %" PRIu64 ": resumed on its FUSE connection kept "
+			         "across the restart",
+			         l->id);
+		} else {
+			log_warn("lazy layer %" PRIu64 ": cannot resume its kept FUSE connection: "
+			         "%s: mounting afresh",
+			         l->id, strata_error_message(err));
+			l->adopt_fd = safe_close(l->adopt_fd);
+			lazy_handover_del(h, l->id);
+		}
+	}
+	if (r < 0) {
+		lazy_fs_force_unmount(l->mountpoint);
+		r = lazy_fs_mount(l, ret_err);
+		if (r >= 0 && h)
+			lazy_handover_put(h, l);
+	}
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
 int lazy_layer_start(struct lazy_layer *l, struct strata_error **ret_err)
 {
 	struct lazy_manager *m = l->mgr;
 	struct lazy_layer **a;
 	int r;
 
-	r = lazy_fs_mount(l, ret_err);
+	r = mount_or_resume(l, ret_err);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&m->lock);
@@ -529,6 +593,8 @@ void lazy_manager_drop(struct lazy_manager *m, uint64_t id)
 			break;
 		}
 	pthread_mutex_unlock(&m->lock);
+	if (l && m->handover)
+		lazy_handover_del(m->handover, id);
 	lazy_layer_free(l);
 }
 
@@ -561,6 +627,11 @@ int lazy_manager_new(const char *root, const struct lazy_options *opts,
 		lazy_manager_free(m);
 		return strata_error_set_errno(ret_err, r, "open chunk cache \"%s\"", dir);
 	}
+	r = lazy_handover_open(root, m->opts.handover, &m->handover);
+	if (r < 0) {
+		lazy_manager_free(m);
+		return strata_error_set_errno(ret_err, r, "FUSE connection handover");
+	}
 	if (registry) {
 		m->registry = registry;
 	} else {
@@ -588,8 +659,16 @@ struct lazy_manager *lazy_manager_free(struct lazy_manager *m)
 		pthread_mutex_unlock(&m->lock);
 		if (!l)
 			break;
+		/* A layer in use stays mounted for the next daemon; an idle one
+		 * is unmounted, and the holder lets go of it. */
+		if (lazy_handover_keeps(m->handover) && l->se &&
+		    lazy_handover_in_use(l->mountpoint, l->fuse_dev))
+			l->keep_mounted = true;
+		else if (m->handover && l->se)
+			lazy_handover_del(m->handover, l->id);
 		lazy_layer_free(l);
 	}
+	lazy_handover_free(m->handover);
 	free(m->layers);
 	free(m->broken);
 	lazy_cache_free(m->cache);

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "lazy-internal.h"
 
@@ -21,6 +22,14 @@
 #define LABEL_SGZ_REF    "containerd.io/snapshot/remote/stargz.reference"
 #define LABEL_SGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static const char *label(const struct snap_label *labels, size_t n, const char *key)
 {
 	for (size_t i = 0; i < n; i++)
@@ -29,9 +38,205 @@ static const char *label(const struct snap_label *labels, size_t n, const char *
 	return NULL;
 }
 
+/* --- an image's other layers, ahead of their Prepare --------------------------
+ *
+ * containerd prepares an image's layers one after another, and each Prepare
+ * would resolve the image again and wait for its own footer and TOC reads.
+ * So the first Prepare of an image records every layer of the manifest it
+ * resolved (size, toc.digest annotation) and fetches the TOCs of the other
+ * annotated layers in parallel with its own (all joined before it returns:
+ * no thread outlives it). A later Prepare of the same reference and layer
+ * takes its entry: no request at all when its TOC came along. A TOC is
+ * verified against its annotation when fetched; a Prepare whose labels name
+ * another toc.digest does not take it. Entries expire after AHEAD_TTL_SEC;
+ * the table is small and bounded (a full one records nothing more). */
+#define AHEAD_MAX     16
+#define AHEAD_TTL_SEC 120
+#define SIBLINGS_MAX  8
+
+struct ahead {
+	char *ref; /* NULL: a free slot */
+	struct strata_digest digest;
+	uint64_t size;
+	bool has_tocd;
+	struct strata_digest tocd;
+	struct timespec t;
+	struct content_estargz_toc *toc; /* verified against tocd, or NULL */
+	char *json;
+	size_t json_len;
+	uint64_t fetched;
+};
+
+/* ahead_lock protects ahead_tab; held only around table updates. */
+static pthread_mutex_t ahead_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ahead ahead_tab[AHEAD_MAX];
+
+static void ahead_clear(struct ahead *a)
+{
+	free(a->ref);
+	content_estargz_toc_free(a->toc);
+	free(a->json);
+	*a = (struct ahead){0};
+}
+
+static void ahead_expire_locked(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (size_t i = 0; i < AHEAD_MAX; i++)
+		if (ahead_tab[i].ref && ahead_tab[i].t.tv_sec + AHEAD_TTL_SEC < now.tv_sec)
+			ahead_clear(&ahead_tab[i]);
+}
+
+static struct ahead *ahead_find_locked(const char *ref, const struct strata_digest *d)
+{
+	for (size_t i = 0; i < AHEAD_MAX; i++)
+		if (ahead_tab[i].ref && streq(ahead_tab[i].ref, ref) &&
+		    strata_digest_equal(&ahead_tab[i].digest, d))
+			return &ahead_tab[i];
+	return NULL;
+}
+
+/* Record a layer of ref's manifest (not its TOC). */
+static void ahead_record(const char *ref, const struct content_image_descriptor *d)
+{
+	const char *t = content_image_descriptor_annotation(d, CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
+	struct ahead *a;
+
+	pthread_mutex_lock(&ahead_lock);
+	ahead_expire_locked();
+	a = ahead_find_locked(ref, &d->digest);
+	for (size_t i = 0; !a && i < AHEAD_MAX; i++)
+		if (!ahead_tab[i].ref) {
+			a = &ahead_tab[i];
+			a->ref = strdup(ref);
+			if (!a->ref)
+				a = NULL;
+			break;
+		}
+	if (a) {
+		a->digest = d->digest;
+		a->size = (uint64_t)d->size;
+		a->has_tocd = t && strata_digest_parse(t, &a->tocd, NULL) == 0;
+		clock_gettime(CLOCK_MONOTONIC, &a->t);
+	}
+	pthread_mutex_unlock(&ahead_lock);
+}
+
+/* Take (remove) ref's entry for layer d: 0 and its fields, or -ENOENT. */
+static int ahead_take(const char *ref, const struct strata_digest *d, struct ahead *ret)
+{
+	struct ahead *a;
+
+	pthread_mutex_lock(&ahead_lock);
+	ahead_expire_locked();
+	a = ahead_find_locked(ref, d);
+	if (a) {
+		*ret = *a;
+		*a = (struct ahead){0};
+	}
+	pthread_mutex_unlock(&ahead_lock);
+	return a ? 0 : -ENOENT;
+}
+
+/* Store a fetched TOC in ref's entry for d (when it is still there). */
+static void ahead_store(const char *ref, const struct strata_digest *d,
+                        struct content_estargz_toc *toc, char *json, size_t json_len,
+                        uint64_t fetched)
+{
+	struct ahead *a;
+
+	pthread_mutex_lock(&ahead_lock);
+	a = ahead_find_locked(ref, d);
+	if (a && !a->toc) {
+		a->toc = TAKE_PTR(toc);
+		a->json = TAKE_PTR(json);
+		a->json_len = json_len;
+		a->fetched = fetched;
+	}
+	pthread_mutex_unlock(&ahead_lock);
+	content_estargz_toc_free(toc);
+	free(json);
+}
+
+/* Forget ref's layers (TOCs included). */
+static void ahead_drop(const char *ref)
+{
+	pthread_mutex_lock(&ahead_lock);
+	for (size_t i = 0; i < AHEAD_MAX; i++)
+		if (ahead_tab[i].ref && streq(ahead_tab[i].ref, ref))
+			ahead_clear(&ahead_tab[i]);
+	pthread_mutex_unlock(&ahead_lock);
+}
+
+struct sibling {
+	struct lazy_manager *m;
+	const struct content_ref *ref;
+	const char *ref_s;
+	struct ahead a; /* a copy: digest, size, tocd */
+	pthread_t thread;
+};
+
+static void *sibling_main(void *userdata)
+{
+	struct sibling *sb = userdata;
+	struct content_estargz_toc *toc = NULL;
+	char *json = NULL;
+	size_t json_len = 0;
+	uint64_t fetched = 0;
+
+	if (content_estargz_open_remote(sb->m->registry, sb->ref, &sb->a.digest, sb->a.size,
+	                                &sb->a.tocd, &toc, &json, &json_len, &fetched, NULL) == 0)
+		ahead_store(sb->ref_s, &sb->a.digest, toc, json, json_len, fetched);
+	return NULL;
+}
+
+/* Start fetching the TOCs of ref's other recorded, annotated layers. */
+static size_t siblings_start(struct lazy_manager *m, const struct content_ref *ref,
+                             const char *ref_s, const struct strata_digest *self,
+                             struct sibling *sb)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&ahead_lock);
+	for (size_t i = 0; i < AHEAD_MAX && n < SIBLINGS_MAX; i++) {
+		const struct ahead *a = &ahead_tab[i];
+		if (a->ref && streq(a->ref, ref_s) && a->has_tocd && !a->toc &&
+		    !strata_digest_equal(&a->digest, self)) {
+			sb[n] = (struct sibling){.m = m, .ref = ref, .ref_s = ref_s};
+			sb[n].a.digest = a->digest;
+			sb[n].a.size = a->size;
+			sb[n].a.tocd = a->tocd;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&ahead_lock);
+	for (size_t i = 0; i < n; i++)
+		if (pthread_create(&sb[i].thread, NULL, sibling_main, &sb[i]) != 0)
+			sb[i].m = NULL;
+	return n;
+}
+
+struct siblings {
+	struct sibling sb[SIBLINGS_MAX];
+	size_t n;
+};
+
+/* Also the cleanup of every return after siblings_start(): the threads use
+ * the caller's ref. */
+static void siblings_join(struct siblings *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->sb[i].m)
+			pthread_join(s->sb[i].thread, NULL);
+	s->n = 0;
+}
+
 /* The layer's size and toc.digest annotation from the image's manifest
- * (verified against the digest it resolved to). */
-static int resolve_layer(struct lazy_manager *m, const struct content_ref *ref,
+ * (verified against the digest it resolved to). Records the manifest's
+ * layers for the Prepare calls that follow. */
+static int resolve_layer(struct lazy_manager *m, const struct content_ref *ref, const char *ref_s,
                          const struct strata_digest *layer, uint64_t *ret_size,
                          char **ret_toc_digest, struct strata_error **ret_err)
 {
@@ -81,14 +286,17 @@ static int resolve_layer(struct lazy_manager *m, const struct content_ref *ref,
 			const struct content_image_descriptor *d = &man->layers[i];
 			const char *t;
 
-			if (!strata_digest_equal(&d->digest, layer))
+			if (!strata_digest_equal(&d->digest, layer)) {
+				ahead_record(ref_s, d);
 				continue;
+			}
+			if (r == 0)
+				continue; /* listed twice */
 			*ret_size = (uint64_t)d->size;
 			t = content_image_descriptor_annotation(d,
 			                                        CONTENT_ESTARGZ_TOC_DIGEST_LABEL);
 			*ret_toc_digest = t ? strdup(t) : NULL;
 			r = 0;
-			break;
 		}
 	if (r == -ENOENT)
 		(void)strata_error_set(ret_err, r, "layer not found in the image's manifest");
@@ -122,6 +330,7 @@ struct remote_record {
 	char toc_digest[STRATA_DIGEST_STRING_MAX];
 	uint64_t size, toc_offset;
 	bool unverified;
+	bool pull_credentials; /* read through a `strata pull`'s route */
 };
 
 static int read_record(struct snap_store *s, uint64_t id, struct remote_record *rec)
@@ -152,6 +361,8 @@ static int read_record(struct snap_store *s, uint64_t id, struct remote_record *
 			rec->toc_offset = strtoull(v, NULL, 10);
 		else if (streq(line, "unverified"))
 			rec->unverified = streq(v, "1");
+		else if (streq(line, "pull_credentials"))
+			rec->pull_credentials = streq(v, "1");
 	}
 	return rec->ref[0] && rec->digest[0] && rec->toc_digest[0] && rec->size ? 0 : -EBADMSG;
 }
@@ -185,10 +396,13 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 	uint64_t size = 0, fetched = 0, id;
 	size_t json_len = 0;
 	bool verified = true;
+	_cleanup_(ahead_clear) struct ahead ahead = {0};
+	double t[5];
 	int r;
 
 	if (!m || !target)
 		return 0;
+	t[0] = now_ms();
 	if (!ref_s || !dig_s) {
 		ref_s = label(labels, n_labels, LABEL_SGZ_REF);
 		dig_s = label(labels, n_labels, LABEL_SGZ_DIGEST);
@@ -221,11 +435,22 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		fallback(dig_s, "bad image reference", err);
 		return 0;
 	}
-	r = resolve_layer(m, ref, &digest, &size, &man_toc, &err);
-	if (r < 0) {
-		fallback(dig_s, "cannot resolve the layer", err);
-		return 0;
+	/* after ref: joined before ref is freed */
+	_cleanup_(siblings_join) struct siblings sibs = {.n = 0};
+	if (ahead_take(ref_s, &digest, &ahead) == 0) {
+		char ts[STRATA_DIGEST_STRING_MAX];
+		size = ahead.size;
+		if (ahead.has_tocd)
+			man_toc = strdup(strata_digest_format(&ahead.tocd, ts));
+	} else {
+		r = resolve_layer(m, ref, ref_s, &digest, &size, &man_toc, &err);
+		if (r < 0) {
+			fallback(dig_s, "cannot resolve the layer", err);
+			return 0;
+		}
+		sibs.n = siblings_start(m, ref, ref_s, &digest, sibs.sb);
 	}
+	t[1] = now_ms();
 	if (!toc_s)
 		toc_s = man_toc;
 	if (toc_s) {
@@ -240,13 +465,27 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		verified = false;
 	}
 
-	r = content_estargz_open_remote(m->registry, ref, &digest, size, verified ? &tocd : NULL,
-	                                &toc, &json, &json_len, &fetched, &err);
+	if (ahead.toc && verified && strata_digest_equal(&ahead.tocd, &tocd)) {
+		/* fetched (and verified against tocd) by the image's first Prepare */
+		toc = TAKE_PTR(ahead.toc);
+		json = TAKE_PTR(ahead.json);
+		json_len = ahead.json_len;
+		fetched = ahead.fetched;
+		r = 0;
+	} else {
+		r = content_estargz_open_remote(m->registry, ref, &digest, size,
+		                                verified ? &tocd : NULL, &toc, &json, &json_len,
+		                                &fetched, &err);
+	}
+	siblings_join(&sibs);
 	if (r == -EMEDIUMTYPE) {
 		log_info("layer %s is not eStargz (no footer): falling back to full pull", dig_s);
 		return 0;
 	}
 	if (r == -EOPNOTSUPP) {
+		/* a small sibling's whole-blob "range" may have looked fine:
+		 * none of this image's layers can be read lazily from here */
+		ahead_drop(ref_s);
 		fallback(dig_s, "registry ignores Range", err);
 		return 0;
 	}
@@ -256,6 +495,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 	}
 	if (!verified)
 		(void)strata_sha256(json, json_len, &tocd);
+	t[2] = now_ms();
 
 	/* Active snapshot -> remote record + TOC -> commit -> mount. */
 	r = snap_create(s, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, NULL, NULL, ret_err);
@@ -268,9 +508,10 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		char ts[STRATA_DIGEST_STRING_MAX];
 		if (asprintf(&rec,
 		             "ref=%s\ndigest=%s\nsize=%" PRIu64
-		             "\ntoc_digest=%s\ntoc_offset=%" PRIu64 "\nunverified=%d\n",
+		             "\ntoc_digest=%s\ntoc_offset=%" PRIu64
+		             "\nunverified=%d\npull_credentials=%d\n",
 		             ref_s, dig_s, size, strata_digest_format(&tocd, ts), toc->toc_offset,
-		             !verified) < 0) {
+		             !verified, content_registry_client_routed(m->registry, ref)) < 0) {
 			r = -ENOMEM;
 			goto fail_key;
 		}
@@ -301,6 +542,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		(void)snap_remove(s, key, NULL);
 		return 0;
 	}
+	t[3] = now_ms();
 	mp = snap_dir(s, id, "fs");
 	if (!mp) {
 		r = -ENOMEM;
@@ -319,6 +561,9 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 	         "memory, %" PRIu64 " of %" PRIu64 " bytes fetched)",
 	         dig_s, l->toc->n_entries, content_estargz_toc_memory(l->toc), fetched, size);
 	atomic_fetch_add(&l->bytes_fetched, fetched);
+	t[4] = now_ms();
+	log_debug("layer %s: resolve %.1f ms, TOC %.1f ms, record+commit %.1f ms, mount %.1f ms",
+	          dig_s, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
 	return 1;
 
 fail_target:
@@ -360,7 +605,8 @@ static int remount(struct snap_store *s, const struct snap_record *sr,
 	mp = snap_dir(s, sr->id, "fs");
 	if (!mp)
 		return -ENOMEM;
-	lazy_fs_force_unmount(mp);
+	/* lazy_layer_start resumes a mount kept across the restart, or
+	 * detaches what is left there and mounts afresh */
 	r = lazy_layer_new(m, sr->id, rec.ref, &digest, rec.size, toc, mp, &l);
 	if (r < 0)
 		return r;
@@ -373,6 +619,14 @@ static int remount(struct snap_store *s, const struct snap_record *sr,
 		lazy_layer_free(l);
 		return r;
 	}
+	/* the route a pull set died with the previous daemon */
+	if (rec.pull_credentials && !content_registry_client_routed(m->registry, l->ref))
+		log_warn("remote snapshot \"%s\" (%s): mounted with the credentials or transport "
+		         "given to `strata pull`, which are kept in memory only; it now reads with "
+		         "the daemon's (certs.d, docker config.json): if the registry refuses "
+		         "them, reads fail and Mounts answers Unavailable until the image is "
+		         "pulled again with them",
+		         sr->info.name, rec.ref);
 	return 0;
 }
 
@@ -415,6 +669,8 @@ int lazy_remote_remount_all(struct snap_store *s, struct strata_error **ret_err)
 	for (size_t i = 0; i < n; i++)
 		snap_record_done(&recs[i]);
 	free(recs);
+	if (m->handover)
+		lazy_handover_release_unclaimed(m->handover);
 	if (mounted || failed)
 		log_info("remote snapshots: %zu remounted, %zu failed", mounted, failed);
 	return failed ? -EIO : 0;
@@ -483,8 +739,39 @@ int snap_lazy_stats(struct snap_store *s, const char *key, struct snap_lazy_stat
 	        .toc_memory = content_estargz_toc_memory(l->toc),
 	        .blob_size = l->blob_size,
 	        .healthy = atomic_load(&l->healthy),
+	        .prefetch = (enum snap_lazy_phase)atomic_load(&l->prefetch_phase),
+	        .background = (enum snap_lazy_phase)atomic_load(&l->bg_phase),
+	        .prefetch_bytes = atomic_load(&l->prefetch_bytes),
+	        .prefetch_total = l->toc->prefetch_end,
+	        .background_done = atomic_load(&l->bg_done),
+	        .background_total = l->toc->toc_offset > l->toc->prefetch_end
+	                                    ? l->toc->toc_offset - l->toc->prefetch_end
+	                                    : 0,
+	        .pull_credentials = content_registry_client_routed(s->lazy->registry, l->ref),
 	};
 	return 0;
+}
+
+const char *snap_lazy_phase_to_string(enum snap_lazy_phase p)
+{
+	switch (p) {
+	case SNAP_LAZY_NONE:
+		return "none";
+	case SNAP_LAZY_PENDING:
+		return "pending";
+	case SNAP_LAZY_RUNNING:
+		return "running";
+	case SNAP_LAZY_DONE:
+		return "done";
+	case SNAP_LAZY_FAILED:
+		return "failed";
+	}
+	return "unknown";
+}
+
+struct content_registry_client *snap_lazy_registry(struct snap_store *s)
+{
+	return s->lazy ? s->lazy->registry : NULL;
 }
 
 int snap_lazy_prune_cache(struct snap_store *s, uint64_t target)

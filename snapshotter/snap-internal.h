@@ -35,6 +35,24 @@ struct snap_store {
 	 * metadata is about to be written. */
 	pthread_rwlock_t dirs_lock;
 
+	/* Remove renames a snapshot's directory into ROOT/snapshots-trash
+	 * right after its metadata commit and the trash thread deletes it
+	 * there, as containerd's overlayfs removes asynchronously: the
+	 * client waits for one commit, not for rm -rf (whose directory
+	 * operations queue behind the journal commits of every fsync).
+	 * Entries are named by snapshot id, never reused. Whatever a crash
+	 * leaves in the trash is swept at the next open, and by Cleanup.
+	 * trash_lock protects trash_pending, trash_due and trash_stop;
+	 * sweep_lock serialises sweeps (the thread's and Cleanup's). trash_fd
+	 * is -1 when the trash cannot be used: Remove then deletes in place. */
+	int trash_fd;
+	pthread_mutex_t trash_lock;
+	pthread_cond_t trash_cond; /* CLOCK_MONOTONIC */
+	bool trash_pending, trash_stop, have_trash_thread;
+	uint64_t trash_due; /* usec, CLOCK_MONOTONIC */
+	pthread_t trash_thread;
+	pthread_mutex_t sweep_lock;
+
 	/* Lazy (remote) layers; NULL when disabled. Thread-safe itself. */
 	struct lazy_manager *lazy;
 };

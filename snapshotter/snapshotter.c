@@ -7,8 +7,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "lazy-internal.h"
 
@@ -17,6 +21,12 @@
 /* Ids reserved per metadata write; unused ones are skipped after a restart,
  * which keeps ids unique without a write per Prepare. */
 #define ID_BLOCK 64
+/* Under the store root, beside snapshots/ (see snap_store.trash_fd). */
+#define TRASH_DIR "snapshots-trash"
+/* The trash thread waits this long after a Remove before sweeping, so a
+ * burst of removals is one pass and the deletions stay out of the way of
+ * the operations that usually follow a Remove at once. */
+#define TRASH_DELAY_MS 100
 
 const char *snap_kind_to_string(enum snap_kind kind)
 {
@@ -94,93 +104,6 @@ static bool in_user_namespace(void)
 	return !(a == 0 && b == 0 && c == 4294967295UL);
 }
 
-int snap_store_open(const char *root, struct strata_meta *meta, const struct snap_options *opts,
-                    struct snap_store **ret, struct strata_error **ret_err)
-{
-	_cleanup_(snap_store_closep) struct snap_store *s = NULL;
-	int r;
-
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->snapshots_fd = -1;
-	s->meta = meta;
-	pthread_mutex_init(&s->id_lock, NULL);
-	pthread_rwlock_init(&s->dirs_lock, NULL);
-	s->root = strdup(root);
-	s->snapshots_dir = path_join(root, "snapshots");
-	if (!s->root || !s->snapshots_dir)
-		return -ENOMEM;
-	r = path_mkdir_p(s->snapshots_dir, 0700);
-	if (r < 0)
-		return strata_error_set_errno(ret_err, r, "create \"%s\"", s->snapshots_dir);
-	s->snapshots_fd = open(s->snapshots_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->snapshots_fd < 0)
-		return strata_error_set_errno(ret_err, negative_errno(), "open \"%s\"",
-		                              s->snapshots_dir);
-	r = snap_meta_open(s);
-	if (r < 0)
-		return strata_error_set_errno(ret_err, r, "open snapshot databases");
-
-	s->index_off = access("/sys/module/overlay/parameters/index", F_OK) == 0;
-	if (!opts || opts->userxattr < 0)
-		s->userxattr = in_user_namespace();
-	else
-		s->userxattr = opts->userxattr > 0;
-	if (!opts || !opts->lazy_disable) {
-		struct lazy_options lo = {0};
-		if (opts) {
-			lo = (struct lazy_options){
-			        .allow_unverified = opts->lazy_allow_unverified,
-			        .no_prefetch = opts->lazy_no_prefetch,
-			        .no_background = opts->lazy_no_background,
-			        .bg_delay_ms = opts->lazy_bg_delay_ms,
-			        .fuse_threads = opts->lazy_fuse_threads,
-			        .cache_max_bytes = opts->lazy_cache_max_bytes,
-			};
-		}
-		r = lazy_manager_new(root, &lo, opts ? opts->registry : NULL, &s->lazy, ret_err);
-		if (r < 0)
-			return strata_error_prefix(ret_err, r, "lazy layers");
-		/* Never fails the open: a layer that cannot be mounted is
-		 * reported Unavailable by Mounts/View. */
-		(void)lazy_remote_remount_all(s, NULL);
-	}
-	*ret = TAKE_PTR(s);
-	return 0;
-}
-
-struct snap_store *snap_store_close(struct snap_store *s)
-{
-	if (!s)
-		return NULL;
-	lazy_manager_free(s->lazy);
-	(void)safe_close(s->snapshots_fd);
-	pthread_mutex_destroy(&s->id_lock);
-	pthread_rwlock_destroy(&s->dirs_lock);
-	free(s->root);
-	free(s->snapshots_dir);
-	free(s);
-	return NULL;
-}
-
-const char *snap_store_snapshots_dir(const struct snap_store *s)
-{
-	return s->snapshots_dir;
-}
-
-static int check_key(const char *what, const char *key, struct strata_error **ret_err)
-{
-	if (!key || !key[0])
-		return strata_error_set(ret_err, -EINVAL, "%s must not be empty: invalid argument",
-		                        what);
-	if (strlen(key) > SNAP_KEY_MAX)
-		return strata_error_set(ret_err, -EINVAL,
-		                        "%s is longer than %d bytes: invalid argument", what,
-		                        SNAP_KEY_MAX);
-	return 0;
-}
-
 static int alloc_id(struct snap_store *s, uint64_t *ret)
 {
 	int r = 0;
@@ -205,34 +128,269 @@ static void id_name(uint64_t id, char buf[static 24])
 	snprintf(buf, 24, "%" PRIu64, id);
 }
 
-/* ROOT/snapshots/<id>/{fs,work}. fs takes the parent's owner, as containerd
- * does, so a container's root directory keeps the image's ownership. */
-static int make_dirs(struct snap_store *s, uint64_t id, enum snap_kind kind, uint64_t parent_id)
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Delete everything in the trash. */
+static void trash_sweep(struct snap_store *s)
+{
+	DIR *d;
+	int fd, r;
+
+	pthread_mutex_lock(&s->sweep_lock);
+	fd = openat(s->trash_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		(void)safe_close(fd);
+		pthread_mutex_unlock(&s->sweep_lock);
+		return;
+	}
+	for (struct dirent *de; (de = readdir(d));) {
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		r = path_rm_rf_at(s->trash_fd, de->d_name);
+		if (r < 0)
+			log_debug_errno(r, "trash: remove \"%s/" TRASH_DIR "/%s\"", s->root,
+			                de->d_name);
+	}
+	closedir(d);
+	pthread_mutex_unlock(&s->sweep_lock);
+}
+
+static void *trash_main(void *arg)
+{
+	struct snap_store *s = arg;
+
+	/* Background work: below the daemon's request threads for the CPU. */
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+	pthread_mutex_lock(&s->trash_lock);
+	for (;;) {
+		if (s->trash_pending) {
+			uint64_t now = now_usec();
+
+			/* A closing store sweeps at once, leaving nothing behind. */
+			if (!s->trash_stop && now < s->trash_due) {
+				struct timespec until = {
+				        .tv_sec = (time_t)(s->trash_due / 1000000u),
+				        .tv_nsec = (long)(s->trash_due % 1000000u) * 1000L,
+				};
+				(void)pthread_cond_timedwait(&s->trash_cond, &s->trash_lock,
+				                             &until);
+				continue;
+			}
+			s->trash_pending = false;
+			pthread_mutex_unlock(&s->trash_lock);
+			trash_sweep(s);
+			pthread_mutex_lock(&s->trash_lock);
+			continue;
+		}
+		if (s->trash_stop)
+			break;
+		pthread_cond_wait(&s->trash_cond, &s->trash_lock);
+	}
+	pthread_mutex_unlock(&s->trash_lock);
+	return NULL;
+}
+
+/* Open the trash and start its thread, which first sweeps what a crash
+ * left. Without either, Remove deletes in place as before. */
+static void trash_open(struct snap_store *s)
+{
+	_cleanup_free_ char *dir = path_join(s->root, TRASH_DIR);
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int r;
+
+	if (!dir)
+		return;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_debug_errno(-errno, "create \"%s\" (removing in place)", dir);
+		return;
+	}
+	s->trash_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->trash_fd < 0)
+		return;
+	(void)pthread_condattr_init(&ca);
+	(void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	(void)pthread_cond_destroy(&s->trash_cond);
+	(void)pthread_cond_init(&s->trash_cond, &ca);
+	(void)pthread_condattr_destroy(&ca);
+	s->trash_pending = true;
+	/* Signals stay with the daemon's own threads. */
+	(void)sigfillset(&all);
+	(void)pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&s->trash_thread, NULL, trash_main, s);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		trash_sweep(s);
+		s->trash_fd = safe_close(s->trash_fd);
+		return;
+	}
+	s->have_trash_thread = true;
+}
+
+static void trash_close(struct snap_store *s)
+{
+	if (s->have_trash_thread) {
+		pthread_mutex_lock(&s->trash_lock);
+		s->trash_stop = true;
+		pthread_cond_signal(&s->trash_cond);
+		pthread_mutex_unlock(&s->trash_lock);
+		(void)pthread_join(s->trash_thread, NULL);
+		s->have_trash_thread = false;
+	}
+	s->trash_fd = safe_close(s->trash_fd);
+}
+
+int snap_store_open(const char *root, struct strata_meta *meta, const struct snap_options *opts,
+                    struct snap_store **ret, struct strata_error **ret_err)
+{
+	_cleanup_(snap_store_closep) struct snap_store *s = NULL;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->snapshots_fd = s->trash_fd = -1;
+	s->meta = meta;
+	pthread_mutex_init(&s->id_lock, NULL);
+	pthread_rwlock_init(&s->dirs_lock, NULL);
+	pthread_mutex_init(&s->trash_lock, NULL);
+	pthread_cond_init(&s->trash_cond, NULL);
+	pthread_mutex_init(&s->sweep_lock, NULL);
+	s->root = strdup(root);
+	s->snapshots_dir = path_join(root, "snapshots");
+	if (!s->root || !s->snapshots_dir)
+		return -ENOMEM;
+	r = path_mkdir_p(s->snapshots_dir, 0700);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "create \"%s\"", s->snapshots_dir);
+	s->snapshots_fd = open(s->snapshots_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->snapshots_fd < 0)
+		return strata_error_set_errno(ret_err, negative_errno(), "open \"%s\"",
+		                              s->snapshots_dir);
+	r = snap_meta_open(s);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "open snapshot databases");
+	trash_open(s);
+
+	s->index_off = access("/sys/module/overlay/parameters/index", F_OK) == 0;
+	if (!opts || opts->userxattr < 0)
+		s->userxattr = in_user_namespace();
+	else
+		s->userxattr = opts->userxattr > 0;
+	if (!opts || !opts->lazy_disable) {
+		struct lazy_options lo = {0};
+		if (opts) {
+			lo = (struct lazy_options){
+			        .allow_unverified = opts->lazy_allow_unverified,
+			        .no_prefetch = opts->lazy_no_prefetch,
+			        .no_background = opts->lazy_no_background,
+			        .bg_delay_ms = opts->lazy_bg_delay_ms,
+			        .fuse_threads = opts->lazy_fuse_threads,
+			        .cache_max_bytes = opts->lazy_cache_max_bytes,
+			        .handover = opts->lazy_handover,
+			};
+		}
+		r = lazy_manager_new(root, &lo, opts ? opts->registry : NULL, &s->lazy, ret_err);
+		if (r < 0)
+			return strata_error_prefix(ret_err, r, "lazy layers");
+		/* Never fails the open: a layer that cannot be mounted is
+		 * reported Unavailable by Mounts/View. */
+		(void)lazy_remote_remount_all(s, NULL);
+	}
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+struct snap_store *snap_store_close(struct snap_store *s)
+{
+	if (!s)
+		return NULL;
+	lazy_manager_free(s->lazy);
+	trash_close(s);
+	(void)safe_close(s->snapshots_fd);
+	pthread_mutex_destroy(&s->id_lock);
+	pthread_rwlock_destroy(&s->dirs_lock);
+	pthread_mutex_destroy(&s->trash_lock);
+	pthread_cond_destroy(&s->trash_cond);
+	pthread_mutex_destroy(&s->sweep_lock);
+	free(s->root);
+	free(s->snapshots_dir);
+	free(s);
+	return NULL;
+}
+
+const char *snap_store_snapshots_dir(const struct snap_store *s)
+{
+	return s->snapshots_dir;
+}
+
+static int check_key(const char *what, const char *key, struct strata_error **ret_err)
+{
+	if (!key || !key[0])
+		return strata_error_set(ret_err, -EINVAL, "%s must not be empty: invalid argument",
+		                        what);
+	if (strlen(key) > SNAP_KEY_MAX)
+		return strata_error_set(ret_err, -EINVAL,
+		                        "%s is longer than %d bytes: invalid argument", what,
+		                        SNAP_KEY_MAX);
+	return 0;
+}
+
+/* <name>/{fs,work} under dirfd (work for active snapshots only). */
+static int make_dirs_at(int dirfd, const char *name, enum snap_kind kind)
 {
 	_cleanup_close_ int dfd = -1;
-	char name[24];
 
-	id_name(id, name);
-	if (mkdirat(s->snapshots_fd, name, 0700) < 0)
+	if (mkdirat(dirfd, name, 0700) < 0)
 		return negative_errno();
-	dfd = openat(s->snapshots_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return negative_errno();
 	if (mkdirat(dfd, "fs", 0755) < 0)
 		return negative_errno();
 	if (kind == SNAP_KIND_ACTIVE && mkdirat(dfd, "work", 0711) < 0)
 		return negative_errno();
-	if (parent_id) {
-		char pfs[40];
-		struct stat st;
-
-		snprintf(pfs, sizeof(pfs), "%" PRIu64 "/fs", parent_id);
-		if (fstatat(s->snapshots_fd, pfs, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			return negative_errno();
-		if (fchownat(dfd, "fs", st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
-			return negative_errno();
-	}
 	return 0;
+}
+
+/* fs takes the parent's owner, as containerd does, so a container's root
+ * directory keeps the image's ownership. */
+static int take_parent_owner(struct snap_store *s, const char *name, uint64_t parent_id)
+{
+	char pfs[40], fs[40];
+	struct stat pst, st;
+
+	snprintf(pfs, sizeof(pfs), "%" PRIu64 "/fs", parent_id);
+	snprintf(fs, sizeof(fs), "%s/fs", name);
+	if (fstatat(s->snapshots_fd, pfs, &pst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fstatat(s->snapshots_fd, fs, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return negative_errno();
+	/* usually the same (root): no inode change to journal then */
+	if (st.st_uid == pst.st_uid && st.st_gid == pst.st_gid)
+		return 0;
+	if (fchownat(s->snapshots_fd, fs, pst.st_uid, pst.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return negative_errno();
+	return 0;
+}
+
+/* ROOT/snapshots/<id>/{fs,work} (work for active snapshots only). */
+static int make_dirs(struct snap_store *s, uint64_t id, enum snap_kind kind, uint64_t parent_id)
+{
+	char name[24];
+	int r;
+
+	id_name(id, name);
+	r = make_dirs_at(s->snapshots_fd, name, kind);
+	if (r < 0)
+		return r;
+	return parent_id ? take_parent_owner(s, name, parent_id) : 0;
 }
 
 static void remove_dir(struct snap_store *s, uint64_t id)
@@ -245,6 +403,33 @@ static void remove_dir(struct snap_store *s, uint64_t id)
 	if (r < 0)
 		log_debug_errno(r, "remove snapshot directory \"%s/%s\" (Cleanup will retry)",
 		                s->snapshots_dir, name);
+}
+
+/* A removed snapshot's directory: into the trash for the trash thread,
+ * or deleted here when it cannot go there (no trash, another filesystem). */
+static void discard_dir(struct snap_store *s, uint64_t id)
+{
+	char name[24];
+
+	id_name(id, name);
+	if (s->trash_fd >= 0) {
+		if (renameat(s->snapshots_fd, name, s->trash_fd, name) == 0) {
+			pthread_mutex_lock(&s->trash_lock);
+			/* Already pending: the coming sweep takes this one too. */
+			if (!s->trash_pending) {
+				s->trash_pending = true;
+				s->trash_due = now_usec() + TRASH_DELAY_MS * 1000u;
+				pthread_cond_signal(&s->trash_cond);
+			}
+			pthread_mutex_unlock(&s->trash_lock);
+			return;
+		}
+		if (errno == ENOENT)
+			return;
+		log_debug_errno(-errno, "move snapshot directory \"%s/%s\" to the trash",
+		                s->snapshots_dir, name);
+	}
+	remove_dir(s, id);
 }
 
 int snap_create(struct snap_store *s, enum snap_kind kind, const char *key, const char *parent,
@@ -469,11 +654,13 @@ int snap_remove(struct snap_store *s, const char *key, struct strata_error **ret
 		return r;
 	}
 	/* After the durable metadata change: a crash here leaves an orphan
-	 * directory for Cleanup, never metadata without a directory. A remote
-	 * layer is unmounted first, so rm -rf never walks into it. */
+	 * directory for Cleanup (or, once renamed, for the trash sweep),
+	 * never metadata without a directory. The rename needs no fsync for
+	 * the same reason. A remote layer is unmounted first, so rm -rf
+	 * never walks into it. */
 	if (s->lazy)
 		lazy_manager_drop(s->lazy, id);
-	remove_dir(s, id);
+	discard_dir(s, id);
 	return 0;
 }
 
@@ -692,5 +879,9 @@ int snap_cleanup(struct snap_store *s, struct strata_error **ret_err)
 	}
 	closedir(d);
 	pthread_rwlock_unlock(&s->dirs_lock);
+	/* Cleanup frees space now: removed snapshots waiting in the trash
+	 * too. */
+	if (s->trash_fd >= 0)
+		trash_sweep(s);
 	return 0;
 }

@@ -95,6 +95,10 @@ struct snap_options {
 	unsigned lazy_bg_delay_ms;     /* before the background fetch; 0 = 30 s */
 	unsigned lazy_fuse_threads;    /* per layer; 0 = 8 */
 	uint64_t lazy_cache_max_bytes; /* chunk cache cap; 0 = 10 GiB */
+	/* strata serve: keep lazy layers' FUSE connections in a holder process
+	 * and leave layers in use mounted on close, so running containers
+	 * survive a daemon restart (snapshotter/lazy-handover.c). */
+	bool lazy_handover;
 	/* Borrowed; must outlive the store. NULL: the store makes its own
 	 * (default options: plain HTTP for loopback registries only). */
 	struct content_registry_client *registry;
@@ -128,16 +132,45 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct snap_store *, snap_store_close)
  * unmounts; snap_store_close() unmounts all.
  */
 int snap_store_remount_remote(struct snap_store *s, struct strata_error **ret_err);
+/* The FUSE fd holder (`strata serve --fuse-fd-holder`, exec'd by the store
+ * with its socket on fd 3 and its directory on fd 4): runs until it holds
+ * nothing; -EBADF when not started that way. */
+int snap_lazy_holder_main(void);
+
+/* A lazy layer's prefetch (the range before .prefetch.landmark, at mount)
+ * and background fetch (the rest, after a delay): none (disabled or nothing
+ * to fetch), pending (not started: waiting for the delay or the registry),
+ * running, done, failed (the prefetch only: the background fetch retries
+ * until done). */
+enum snap_lazy_phase {
+	SNAP_LAZY_NONE = 0,
+	SNAP_LAZY_PENDING,
+	SNAP_LAZY_RUNNING,
+	SNAP_LAZY_DONE,
+	SNAP_LAZY_FAILED,
+};
+const char *snap_lazy_phase_to_string(enum snap_lazy_phase p);
 
 struct snap_lazy_stats {
 	uint64_t bytes_fetched, requests, chunks_fetched, cache_hits, cache_misses, verify_failures;
 	uint64_t toc_entries, toc_memory, blob_size;
 	bool healthy;
+	enum snap_lazy_phase prefetch, background;
+	/* prefetch: bytes fetched from the registry for it (what the cache
+	 * already had is not fetched) of the range's size; background: bytes
+	 * of its range covered so far of the range's size */
+	uint64_t prefetch_bytes, prefetch_total, background_done, background_total;
+	/* reads go through a `strata pull --user/--plain-http` route */
+	bool pull_credentials;
 };
 /* -ENOENT when key is not a mounted remote snapshot. */
 int snap_lazy_stats(struct snap_store *s, const char *key, struct snap_lazy_stats *ret);
 /* Drop chunk cache files down to target bytes (0: all). */
 int snap_lazy_prune_cache(struct snap_store *s, uint64_t target);
+/* The registry client lazy layers read through (NULL: lazy layers off). A
+ * route on it (content_registry_client_set_route) makes one repository's
+ * layers read with other credentials or transport: `strata pull --user`. */
+struct content_registry_client *snap_lazy_registry(struct snap_store *s);
 
 /* ROOT/snapshots, the directory every upper/lower path lives in. */
 const char *snap_store_snapshots_dir(const struct snap_store *s);

@@ -252,6 +252,12 @@ int h2c_connect(const char *socket_path, const char *const *metadata, struct h2c
 	if (!c)
 		return -ENOMEM;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* H2C_SNDBUF=BYTES: the send buffer, for the socket-buffer experiment
+	 * (a unix stream socket's capacity is the sender's buffer). */
+	if (c->fd >= 0 && getenv("H2C_SNDBUF")) {
+		int sz = atoi(getenv("H2C_SNDBUF"));
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	}
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
 		goto fail;

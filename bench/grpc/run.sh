@@ -15,8 +15,10 @@
 #
 # Usage: bench/grpc/run.sh [BUILD_DIR]     (default: build)
 # Env:   DURATION=4 (seconds per cycles run)  ROUNDS=5  CLIENTS="1 16"  SIZE_MB=1024
-#        REPEAT=2 (content runs, best kept)  INFLIGHT=1  WORK_PARENT=/var/tmp
+#        REPEAT=3 (content rounds)  INFLIGHT=1  WORK_PARENT=/var/tmp
 #        SKIP_CONTAINERD=1  SKIP_CYCLES=1  SKIP_CONTENT=1  KEEP_LOGS=DIR (copy the logs there)
+#        BASE_BUILD=DIR: a second build (e.g. of the previous commit) run as a third
+#        side "base" in the same rounds, for before/after figures from one run
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,7 +30,7 @@ DURATION=${DURATION:-4}
 ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-"1 16"}
 SIZE_MB=${SIZE_MB:-1024}
-REPEAT=${REPEAT:-2}
+REPEAT=${REPEAT:-3}
 INFLIGHT=${INFLIGHT:-1}
 NS=bench
 
@@ -97,15 +99,23 @@ if [ ! -x "$BENCH" ]; then
 fi
 
 # --- daemons ---
-STRATA_SOCK=$WORK/strata/run/strata.sock
-mkdir -p "$WORK/strata/root"
-"$STRATA" --root "$WORK/strata/root" --address "$STRATA_SOCK" --log-level warn serve \
-	>"$WORK/strata.log" 2>&1 &
-PIDS+=($!)
-wait_for 10 test -S "$STRATA_SOCK" || {
-	cat "$WORK/strata.log" >&2
-	die "strata serve did not come up"
+start_strata() { # NAME BINARY
+	mkdir -p "$WORK/$1/root"
+	"$2" --root "$WORK/$1/root" --address "$WORK/$1/run/strata.sock" --log-level warn serve \
+		>"$WORK/$1.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 test -S "$WORK/$1/run/strata.sock" || {
+		cat "$WORK/$1.log" >&2
+		die "$2 serve did not come up"
+	}
 }
+STRATA_SOCK=$WORK/strata/run/strata.sock
+start_strata strata "$STRATA"
+BASE_SOCK=$WORK/base/run/strata.sock
+if [ -n "${BASE_BUILD:-}" ]; then
+	BASE_BUILD=$(cd "$BASE_BUILD" && pwd)
+	start_strata base "$BASE_BUILD/cli/strata"
+fi
 
 CTRD_SOCK=$WORK/containerd/containerd.sock
 if [ -z "${SKIP_CONTAINERD:-}" ]; then
@@ -140,9 +150,9 @@ declare -A R
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 cycles() { # SIDE CLIENTS ROUND
 	local out k
-	if [ "$1" = strata ]; then
-		out=$("$BENCH" cycles --socket "$STRATA_SOCK" --snapshotter strata \
-			--clients "$2" --duration "$DURATION" --prefix "s$2-$3") || die "strata cycles failed"
+	if [ "$1" = strata ] || [ "$1" = base ]; then
+		out=$("$BENCH" cycles --socket "$WORK/$1/run/strata.sock" --snapshotter strata \
+			--clients "$2" --duration "$DURATION" --prefix "s$2-$3") || die "$1 cycles failed"
 	else
 		out=$("$BENCH" cycles --socket "$CTRD_SOCK" --snapshotter overlayfs --namespace "$NS" \
 			--lease bench --clients "$2" --duration "$DURATION" --prefix "c$2-$3") ||
@@ -155,11 +165,23 @@ cycles() { # SIDE CLIENTS ROUND
 	done
 }
 SIDES="strata"
-[ -n "${SKIP_CONTAINERD:-}" ] || SIDES="strata containerd"
+[ -z "${BASE_BUILD:-}" ] || SIDES="$SIDES base"
+[ -n "${SKIP_CONTAINERD:-}" ] || SIDES="$SIDES containerd"
 [ -z "${SKIP_CYCLES:-}" ] || ROUNDS=0 CLIENTS=""
+# The first side of a round runs right after the last one of the round
+# before (containerd's GC, for one, deletes its removed snapshots after the
+# run): the order rotates from round to round.
+rotate() { # N WORDS...: the words rotated left by N
+	local n=$1
+	shift
+	local w=("$@")
+	local k=${#w[@]}
+	for ((i = 0; i < k; i++)); do printf '%s ' "${w[$(((i + n) % k))]}"; done
+}
 for round in $(seq "$ROUNDS"); do
 	for n in $CLIENTS; do
-		for side in $SIDES; do
+		# shellcheck disable=SC2086
+		for side in $(rotate "$round" $SIDES); do
 			cycles "$side" "$n" "$round"
 		done
 	done
@@ -184,7 +206,18 @@ best() { echo "${R[$1,$2,$3]}" | tr ' ' '\n' | grep -v '^$' | sort -g | tail -1;
 				"$(best containerd "$n" cycles_per_s)" "$ratio" "$bratio")
 		fi
 		echo "$line"
+		if [ -n "${BASE_BUILD:-}" ]; then
+			line=$(printf '%-7s | %9s %7s %7s %9s |' "base" "$(med base "$n" cycles_per_s)" \
+				"$(med base "$n" p50_ms)" "$(med base "$n" p99_ms)" "$(best base "$n" cycles_per_s)")
+			if [ -z "${SKIP_CONTAINERD:-}" ]; then
+				ratio=$(echo "$(med base "$n" cycles_per_s) / $(med containerd "$n" cycles_per_s)" | bc -l)
+				bratio=$(echo "$(best base "$n" cycles_per_s) / $(best containerd "$n" cycles_per_s)" | bc -l)
+				line+=$(printf ' %9s %7s %7s %9s | %5.2fx %5.2fx' "" "" "" "" "$ratio" "$bratio")
+			fi
+			echo "$line"
+		fi
 	done
+	[ -z "${BASE_BUILD:-}" ] || echo "(base: $BASE_BUILD, same rounds)"
 	echo "(ratio: of the medians; best: of each side's best round, the least disturbed by other load)"
 	echo "target: ratio >= 2x at 1 and 16 clients (goal 4x at 1, 5x at 16)"
 	echo "mean ms per RPC (median of rounds):  Prepare  Mounts  Commit  Remove"
@@ -201,15 +234,58 @@ best() { echo "${R[$1,$2,$3]}" | tr ' ' '\n' | grep -v '^$' | sort -g | tail -1;
 [ -z "${SKIP_CONTENT:-}" ] || exit 0
 FILE=$WORK/blob
 head -c "${SIZE_MB}M" /dev/urandom >"$FILE"
-cat "$FILE" >/dev/null # warm, as for every contestant
+# Written back and warm before anyone is timed: otherwise the first
+# contestant competes with the write-back of the blob itself.
+sync "$FILE"
+cat "$FILE" >/dev/null
 
-out=$("$BENCH" write --socket "$STRATA_SOCK" --file "$FILE" --repeat "$REPEAT" \
-	--inflight "$INFLIGHT" --prefix w) || die "content write failed"
-grpc_s=$(echo "$out" | get write_s)
-grpc_commit_s=$(echo "$out" | get commit_s)
+# REPEAT rounds, each one gRPC write (and base's) then one in-process ingest
+# of the same warm file, so both see the same load; every ingest, in-process
+# or not, ends with the same fsync'd commit. Reported: each side's best, and
+# the median of the per-round ratios.
+grpc_s="" grpc_commit_s="" base_s="" inproc_s="" ratios="" bratios=""
+grpc_round() { # ROUND
+	local out g
+	out=$("$BENCH" write --socket "$STRATA_SOCK" --file "$FILE" --repeat 1 \
+		--inflight "$INFLIGHT" --prefix "w$1") || die "content write failed"
+	g=$(echo "$out" | get write_s)
+	if [ -z "$grpc_s" ] || [ "$(echo "$g < $grpc_s" | bc -l)" = 1 ]; then
+		grpc_s=$g
+		grpc_commit_s=$(echo "$out" | get commit_s)
+	fi
+	last_g=$g
+}
+base_round() { # ROUND
+	local out b
+	out=$("$BENCH" write --socket "$BASE_SOCK" --file "$FILE" --repeat 1 \
+		--inflight "$INFLIGHT" --prefix "wb$1") || die "content write (base) failed"
+	b=$(echo "$out" | get write_s)
+	if [ -z "$base_s" ] || [ "$(echo "$b < $base_s" | bc -l)" = 1 ]; then base_s=$b; fi
+	last_b=$b
+}
+last_g="" last_b=""
+for round in $(seq "$REPEAT"); do
+	# with a base, the two take turns going first
+	if [ -n "${BASE_BUILD:-}" ] && [ $((round % 2)) = 0 ]; then
+		base_round "$round"
+		grpc_round "$round"
+	else
+		grpc_round "$round"
+		[ -z "${BASE_BUILD:-}" ] || base_round "$round"
+	fi
+	if [ -x "$BENCH_CONTENT" ]; then
+		rm -rf "$WORK/inproc"
+		i=$("$BENCH_CONTENT" ingest "$WORK/inproc" "$FILE" | get ingest_s)
+		rm -rf "$WORK/inproc"
+		if [ -z "$inproc_s" ] || [ "$(echo "$i < $inproc_s" | bc -l)" = 1 ]; then inproc_s=$i; fi
+		ratios+=" $(echo "$i / $last_g" | bc -l)"
+		[ -z "${BASE_BUILD:-}" ] || bratios+=" $(echo "$i / $last_b" | bc -l)"
+		echo "content round $round: grpc_s=$last_g base_s=$last_b inproc_s=$i" >>"$WORK/content.log"
+	fi
+done
 # The same with 4 WRITEs on the wire: how much of the gap is round-trip
 # latency rather than throughput (containerd itself keeps one in flight).
-out=$("$BENCH" write --socket "$STRATA_SOCK" --file "$FILE" --repeat "$REPEAT" \
+out=$("$BENCH" write --socket "$STRATA_SOCK" --file "$FILE" --repeat 1 \
 	--inflight 4 --prefix w4) || die "content write (4 in flight) failed"
 grpc4_s=$(echo "$out" | get write_s)
 
@@ -218,29 +294,25 @@ sha256sum "$FILE" >/dev/null
 t1=$(date +%s.%N)
 sha_s=$(echo "$t1 - $t0" | bc -l)
 
-inproc_s=""
-if [ -x "$BENCH_CONTENT" ]; then
-	for _ in $(seq "$REPEAT"); do
-		rm -rf "$WORK/inproc"
-		s=$("$BENCH_CONTENT" ingest "$WORK/inproc" "$FILE" | get ingest_s)
-		if [ -z "$inproc_s" ] || [ "$(echo "$s < $inproc_s" | bc -l)" = 1 ]; then inproc_s=$s; fi
-	done
-	rm -rf "$WORK/inproc"
-fi
-
 mbps() { echo "$SIZE_MB / $1" | bc -l; }
 echo
-echo "Content Write of ${SIZE_MB} MiB (1 MiB WRITE messages, ${INFLIGHT} in flight, best of ${REPEAT})"
+echo "Content Write of ${SIZE_MB} MiB (1 MiB WRITE messages, ${INFLIGHT} in flight, best of ${REPEAT} rounds alternating with the in-process ingest)"
 printf '%-34s %7.2f s %8.0f MB/s  (of which COMMIT %.2f s)\n' "gRPC Write to strata serve" \
 	"$grpc_s" "$(mbps "$grpc_s")" "$grpc_commit_s"
 printf '%-34s %7.2f s %8.0f MB/s\n' "  same, 4 WRITEs in flight" "$grpc4_s" "$(mbps "$grpc4_s")"
+[ -z "${BASE_BUILD:-}" ] || printf '%-34s %7.2f s %8.0f MB/s\n' "gRPC Write to base" "$base_s" \
+	"$(mbps "$base_s")"
 if [ -n "$inproc_s" ]; then
 	printf '%-34s %7.2f s %8.0f MB/s\n' "in-process ingest (bench-content)" "$inproc_s" \
 		"$(mbps "$inproc_s")"
 fi
 printf '%-34s %7.2f s %8.0f MB/s\n' "sha256sum (floor)" "$sha_s" "$(mbps "$sha_s")"
 if [ -n "$inproc_s" ]; then
-	printf 'ratio gRPC / in-process: %.2fx (target >= 0.7x)\n' "$(echo "$inproc_s / $grpc_s" | bc -l)"
+	printf 'ratio gRPC / in-process: %.2fx of the bests, %.2fx median of rounds (%s) (target >= 0.7x)\n' \
+		"$(echo "$inproc_s / $grpc_s" | bc -l)" "$(echo "$ratios" | median)" \
+		"$(for r in $ratios; do printf '%.2f ' "$r"; done | sed 's/ $//')"
+	[ -z "${BASE_BUILD:-}" ] || printf 'ratio base gRPC / in-process: %.2fx of the bests, %.2fx median of rounds\n' \
+		"$(echo "$inproc_s / $base_s" | bc -l)" "$(echo "$bratios" | median)"
 else
 	printf 'ratio gRPC / sha256sum: %.2fx (bench-content not built)\n' \
 		"$(echo "$sha_s / $grpc_s" | bc -l)"

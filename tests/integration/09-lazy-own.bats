@@ -316,3 +316,111 @@ PY
 	[ "$(echo "$output" | grep -c 'already exists')" -eq 2 ]
 	[ ! -e "$STRATA_ROOT_DIR/content/ingest" ] || [ -z "$(ls "$STRATA_ROOT_DIR/content/ingest")" ]
 }
+
+@test "pull --user: lazy layers of a private registry read with the pull's credentials, in memory only" {
+	command -v htpasswd >/dev/null || skip "htpasswd missing (apache2-utils)"
+	local pass='L4zy-S3cret-Quux' priv
+	htpasswd -Bbn alice "$pass" >"$TEST_TMP/htpasswd"
+	start_registry_named private "$TEST_TMP/htpasswd"
+	priv="$NAMED_REGISTRY/test/private:esgz"
+	skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
+		--dest-creds "alice:$pass" "docker://$ESGZ" "docker://$priv"
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NAMED_REGISTRY/v2/test/private/tags/list")" = 401 ]
+
+	# the daemon has no credentials of its own for it (DOCKER_CONFIG of the
+	# test environment): only --user
+	run strata_ pull --user "alice:$pass" "$priv"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c 'mounted lazily (eStargz)')" -eq 2 ]
+	! echo "$output" | grep -q 'pulling it in full'
+	[ "$(fuse_mounts | wc -l)" -eq 2 ]
+	grep -q "lazy layers of $NAMED_REGISTRY/test/private read with the credentials" "$TEST_TMP/strata.log"
+	mount_image "$priv" "$TEST_TMP/p" "@strata/view/p"
+	[ "$(cat "$TEST_TMP/p/etc/motd")" = "hello from a lazy layer" ]
+	cmp "$TEST_TMP/p/bin/busybox" /bin/busybox
+	cmp "$TEST_TMP/p/data/unread" "$R1/data/unread"
+	umount "$TEST_TMP/p"
+	strata_ snapshots rm @strata/view/p
+	# on disk only a flag that the pull's credentials were used
+	for k in $(strata_ snapshots ls --json | jq -r '.[] | select(.lazy) | .name'); do
+		[ "$(strata_ snapshots info "$k" | jq -r .lazy.pull_credentials)" = true ]
+	done
+	grep -l '^pull_credentials=1$' "$STRATA_ROOT_DIR"/snapshots/*/remote | wc -l | grep -qx 2
+	! grep -rqF "$pass" "$STRATA_ROOT_DIR/snapshots" "$STRATA_ROOT_DIR/meta" "$TEST_TMP/strata.log"
+
+	# after a restart the credentials are gone: the daemon says so, and the
+	# layers answer Unavailable (the registry refuses the daemon's own)
+	stop_strata
+	STRATA_LOG_LEVEL=debug start_strata_metrics
+	wait_for 10 grep -q "remote snapshots: 2 remounted" "$TEST_TMP/strata.log"
+	[ "$(grep -c 'mounted with the credentials or transport given to `strata pull`, which are kept in memory only' "$TEST_TMP/strata.log")" -eq 2 ]
+	run mount_image "$priv" "$TEST_TMP/p2" "@strata/view/p2"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	echo "$output" | grep -qi unavailable
+	# pulling again with them hands them back: every layer exists already
+	run strata_ pull --user "alice:$pass" "$priv"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c 'already exists')" -eq 2 ]
+	mount_image "$priv" "$TEST_TMP/p2" "@strata/view/p2"
+	cmp "$TEST_TMP/p2/data/numbers" "$R1/data/numbers"
+	umount "$TEST_TMP/p2"
+}
+
+# lazy_field SNAPSHOT FIELD: one field of `strata snapshots info`'s lazy stats.
+lazy_field() {
+	strata_ snapshots info "$1" | jq -r ".lazy.$2"
+}
+
+@test "per-layer prefetch and background fetch state in snapshots info and /metrics" {
+	local img="$REGISTRY/test/own:pf" bottom m i
+	printf 'etc/motd\nbin/busybox\n' >"$TEST_TMP/prefetch"
+	run "$STRATA_BIN" convert --estargz --prefetch-files "$TEST_TMP/prefetch" "$PLAIN" "$img"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run strata_ pull "$img"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c 'mounted lazily (eStargz)')" -eq 2 ]
+	bottom=$(strata_ images --json | jq -r --arg n "$img" '.[] | select(.name == $n) | "@strata/" + .chain_ids[0]')
+	# the landmark range (busybox and motd) is fetched right after mount
+	for i in $(seq 100); do
+		[ "$(lazy_field "$bottom" prefetch)" = done ] && break
+		sleep 0.1
+	done
+	strata_ snapshots info "$bottom" | jq -c .lazy
+	[ "$(lazy_field "$bottom" prefetch)" = done ]
+	[ "$(lazy_field "$bottom" prefetch_total)" -gt $((512 << 10)) ]
+	[ "$(lazy_field "$bottom" prefetch_bytes)" -gt $((512 << 10)) ]
+	# the rest waits 30 s, then is fetched in the background
+	[ "$(lazy_field "$bottom" background)" = pending ]
+	[ "$(lazy_field "$bottom" background_done)" -eq 0 ]
+	[ "$(lazy_field "$bottom" background_total)" -gt $((16 << 20)) ]
+	[ "$(lazy_field "$bottom" pull_credentials)" = false ]
+	m=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics")
+	echo "$m" | grep '^strata_lazy_prefetch\|^strata_lazy_background'
+	echo "$m" | grep -q '^# TYPE strata_lazy_prefetch_state gauge$'
+	echo "$m" | grep -qx "strata_lazy_prefetch_state{snapshot=\"$bottom\",state=\"done\"} 1"
+	echo "$m" | grep -qx "strata_lazy_prefetch_state{snapshot=\"$bottom\",state=\"running\"} 0"
+	echo "$m" | grep -qx "strata_lazy_background_state{snapshot=\"$bottom\",state=\"pending\"} 1"
+	echo "$m" | grep -qx "strata_lazy_prefetch_fetched_bytes{snapshot=\"$bottom\"} $(lazy_field "$bottom" prefetch_bytes)"
+	echo "$m" | grep -qx "strata_lazy_background_done_bytes{snapshot=\"$bottom\"} 0"
+	[ "$(echo "$m" | grep -c '^strata_lazy_background_state{')" -eq 10 ]
+	# the same counters as before alongside
+	echo "$m" | grep -q "^strata_lazy_cache_hits_total{snapshot=\"$bottom\"} "
+
+	for i in $(seq 600); do
+		[ "$(lazy_field "$bottom" background)" = done ] && break
+		sleep 0.1
+	done
+	strata_ snapshots info "$bottom" | jq -c .lazy
+	[ "$(lazy_field "$bottom" background)" = done ]
+	[ "$(lazy_field "$bottom" background_done)" = "$(lazy_field "$bottom" background_total)" ]
+	m=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics")
+	echo "$m" | grep -qx "strata_lazy_background_state{snapshot=\"$bottom\",state=\"done\"} 1"
+	echo "$m" | grep -qx "strata_lazy_background_done_bytes{snapshot=\"$bottom\"} $(lazy_field "$bottom" background_total)"
+	# everything is local now: bytes fetched cover the whole blob
+	[ "$(lazy_field "$bottom" bytes_fetched)" -ge "$(lazy_field "$bottom" background_total)" ]
+}

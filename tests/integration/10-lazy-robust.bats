@@ -19,7 +19,20 @@ setup() {
 	STRATA_LOG_LEVEL=debug start_strata
 	start_containerd "" "$(strata_proxy_config)"
 }
-teardown() { common_teardown; }
+teardown() {
+	# a container left running by a failed test, then the FUSE fd holder
+	# (it would exit by itself once the mounts are gone)
+	if [ -n "${READER:-}" ]; then
+		ctr_ tasks kill -s KILL "$READER" >/dev/null 2>&1 || true
+		sleep 0.5
+		ctr_ tasks rm -f "$READER" >/dev/null 2>&1 || true
+		ctr_ containers rm "$READER" >/dev/null 2>&1 || true
+	fi
+	local holder
+	holder=$(cat "$TEST_TMP/strata-root/run/fuse-fds.pid" 2>/dev/null) || true
+	common_teardown
+	[ -z "$holder" ] || kill -KILL "$holder" 2>/dev/null || true
+}
 
 # Give every entry under DIR its own whole-second mtime (derived from its
 # path), so mtimes that are carried through prove something.
@@ -207,7 +220,7 @@ build_small_image() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"Input/output error"* ]]
 	[ $((t1 - t0)) -le 15 ]
-	grep -E 'level=warning msg="lazy layer [0-9]+: fetch bytes [0-9]+-[0-9]+: ' "$TEST_TMP/strata.log" ||
+	grep -E 'level=warning msg="lazy layer [0-9]+: fetch bytes [0-9]+-[0-9]+( \([a-z]+\))?: ' "$TEST_TMP/strata.log" ||
 		{ tail -20 "$TEST_TMP/strata.log"; false; }
 	# containerd is told the layer is unavailable rather than given a
 	# rootfs that fails later
@@ -238,6 +251,7 @@ build_small_image() {
 #             reach into the blob's last 100 kB (the footer and TOC stay
 #             intact, chunk data does not)
 #   pass      forward as is
+#   slow      hold every 206 answer 5 s (noted in TMP/slow), then forward it
 start_bad_proxy() {
 	cat >"$TEST_TMP/badproxy.py" <<'PY'
 import http.client, http.server, re, sys
@@ -256,6 +270,9 @@ class H(http.server.BaseHTTPRequestHandler):
         r = c.getresponse()
         body = r.read() if self.command != "HEAD" else b""
         cr = re.match(r"bytes (\d+)-(\d+)/(\d+)", r.getheader("Content-Range") or "")
+        if mode == "slow" and r.status == 206:
+            with open(tmp + "/slow", "a") as f: f.write(cr[0] + "\n")
+            import time; time.sleep(5)
         if mode == "corrupt" and r.status == 206 and cr and int(cr[2]) < int(cr[3]) - 100000:
             i = len(body) // 2
             body = body[:i] + bytes([body[i] ^ 0xff]) + body[i + 1:]
@@ -370,6 +387,151 @@ restart_between_runs() {
 	restart_between_runs TERM
 }
 
-@test "daemon crash (SIGKILL) between two ctr runs of a lazy image: stale FUSE mounts replaced, no snapshot lost" {
+@test "daemon crash (SIGKILL) between two ctr runs of a lazy image: FUSE mounts resumed, no snapshot lost" {
 	restart_between_runs KILL
+}
+
+# --- running containers survive a daemon restart -------------------------
+
+# An image whose layer 1 has 80 files of 150 kB (each its own chunk, too big
+# to be fetched along with a neighbour), so every file a container reads for
+# the first time is fetched from the registry by the daemon serving it then.
+build_many_files_image() {
+	local l1=$TEST_TMP/m1 l2=$TEST_TMP/m2
+	mkdir -p "$l1/bin" "$l1/etc" "$l1/data" "$l2/etc"
+	cp /bin/busybox "$l1/bin/busybox"
+	for a in sh cat sha256sum; do ln -s busybox "$l1/bin/$a"; done
+	for i in $(seq 80); do head -c 150000 /dev/urandom >"$l1/data/f$i"; done
+	echo "motd of layer 2" >"$l2/etc/motd"
+	mkimage_exact "$TEST_TMP/oci" latest "$l1" "$l2"
+	push_estargz "$TEST_TMP/oci" test/many
+	ESGZ=$REGISTRY/test/many:esgz
+	(cd "$l1" && sha256sum data/f*) | sed 's|  data/|  /data/|' >"$TEST_TMP/sums.expected"
+}
+
+# The reader: f1..f10, then f11..f60 round and round (a request may be in
+# flight when the daemon goes), and after /ctl/go f61..f80, never read
+# before; any failed read ends it with a non-zero status.
+READER_SCRIPT='
+set -e
+for i in $(busybox seq 1 10); do sha256sum /data/f$i >>/ctl/sums; done
+: >/ctl/phase1
+i=11
+while [ ! -e /ctl/go ]; do
+	sha256sum /data/f$i >>/ctl/sums
+	i=$((i + 1)); [ $i -le 60 ] || i=11
+	busybox usleep 20000
+done
+for i in $(busybox seq 61 80); do sha256sum /data/f$i >>/ctl/sums; done
+cat /etc/motd >>/ctl/sums
+echo ok >/ctl/status
+'
+
+# restart_under_container SIGNAL: a container reads the lazy image in a
+# loop while the daemon is stopped with SIGNAL and started again; it keeps
+# reading correct bytes and exits 0, no snapshot is lost, and once it is
+# removed a clean stop leaves no FUSE mount, holder or socket behind.
+restart_under_container() {
+	local holder sig=$1
+	build_many_files_image
+	run rpull_lazy "$ESGZ"
+	[ "$status" -eq 0 ]
+	ctr_ snapshots --snapshotter strata ls | LC_ALL=C sort >"$TEST_TMP/snaps.before"
+	mkdir -p "$TEST_TMP/ctl"
+	READER=reader
+	ctr_ run -d --snapshotter strata \
+		--mount "type=bind,src=$TEST_TMP/ctl,dst=/ctl,options=rbind:rw" \
+		"$ESGZ" "$READER" /bin/sh -c "$READER_SCRIPT"
+	wait_for 30 test -e "$TEST_TMP/ctl/phase1"
+	# the holder keeps both layers' connections
+	holder=$(cat "$STRATA_ROOT_DIR/run/fuse-fds.pid")
+	kill -0 "$holder"
+	[ "$(ls "/proc/$holder/fd" | wc -l)" -ge 5 ]
+
+	restart_strata "$sig"
+	wait_for 20 grep -q "remote snapshots: 2 remounted, 0 failed" "$TEST_TMP/strata.log"
+	[ "$(grep -c 'resumed on its FUSE connection kept across the restart' "$TEST_TMP/strata.log")" -eq 2 ]
+	if [ "$sig" = TERM ]; then
+		[ "$(grep -c 'in use: left mounted' "$TEST_TMP/strata.log.old")" -eq 2 ]
+	fi
+	[ "$(lazy_fuse_mounts "$STRATA_ROOT_DIR" | wc -l)" -eq 2 ]
+	touch "$TEST_TMP/ctl/go"
+	wait_for 60 test -e "$TEST_TMP/ctl/status" || {
+		cat "$TEST_TMP/ctl/sums" "$TEST_TMP/strata.log"
+		false
+	}
+	[ "$(cat "$TEST_TMP/ctl/status")" = ok ]
+	# every line is a correct sum, and f61..f80 (fetched from the registry
+	# by the new daemon) were read
+	tail -n1 "$TEST_TMP/ctl/sums" | grep -qx "motd of layer 2"
+	sed '$d' "$TEST_TMP/ctl/sums" | LC_ALL=C sort -u >"$TEST_TMP/sums.got"
+	LC_ALL=C sort "$TEST_TMP/sums.expected" >"$TEST_TMP/sums.want"
+	[ -z "$(LC_ALL=C comm -13 "$TEST_TMP/sums.want" "$TEST_TMP/sums.got")" ]
+	for i in $(seq 1 10) $(seq 61 80); do grep -q " /data/f$i\$" "$TEST_TMP/sums.got"; done
+	# the new daemon fetched them (its background fetch waits 30 s)
+	grep -q 'lazy layer [0-9]*: fetched [0-9]* bytes' "$TEST_TMP/strata.log"
+	echo "reads before the go: $(($(wc -l <"$TEST_TMP/ctl/sums") - 21))" >&3
+	! grep -q 'failed verification' "$TEST_TMP/strata.log"
+	# the task exited 0
+	wait_for 10 bash -c "ctr --address $CONTAINERD_SOCK tasks ls | grep -q '^$READER .*STOPPED'"
+	run ctr_ tasks rm "$READER"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	ctr_ containers rm "$READER"
+	READER=
+	# containerd's connection to the proxy plugin may still be in its
+	# reconnect back-off from the crash (RPCs fail fast with the old dial
+	# error until it retries)
+	wait_for 10 ctr_ snapshots --snapshotter strata ls
+	ctr_ snapshots --snapshotter strata ls | LC_ALL=C sort >"$TEST_TMP/snaps.after"
+	diff -u "$TEST_TMP/snaps.before" "$TEST_TMP/snaps.after"
+
+	# nothing in use: a stop unmounts, the holder exits, its socket goes
+	kill -TERM "$STRATA_PID"
+	wait_for 10 bash -c "! kill -0 $STRATA_PID"
+	[ -z "$(lazy_fuse_mounts "$STRATA_ROOT_DIR")" ]
+	holder=$(cat "$STRATA_ROOT_DIR/run/fuse-fds.pid" 2>/dev/null || echo "$holder")
+	wait_for 10 bash -c "! kill -0 $holder"
+	[ ! -e "$STRATA_ROOT_DIR/run/fuse-fds.sock" ]
+	[ ! -e "$STRATA_ROOT_DIR/run/fuse-fds.pid" ]
+}
+
+@test "a running container keeps reading its lazy layers across a daemon restart (SIGTERM)" {
+	restart_under_container TERM
+}
+
+@test "a running container keeps reading its lazy layers across a daemon crash (SIGKILL)" {
+	restart_under_container KILL
+}
+
+@test "a read in flight when the daemon is killed is answered by the next daemon" {
+	# FUSE_NOTIFY_RESEND came with Linux 6.9
+	local v
+	v=$(uname -r | awk -F'[.-]' '{ print $1 * 1000 + $2 }')
+	[ "$v" -ge 6009 ] || skip "Linux $(uname -r) cannot resend FUSE requests"
+	build_many_files_image
+	start_bad_proxy pass
+	run rpull_lazy "$BADREG/test/many:esgz"
+	[ "$status" -eq 0 ]
+	mount_lazy_snapshot inflight "$(lazy_top_chain)" "$TEST_TMP/mnt"
+	want=$(grep ' /data/f2$' "$TEST_TMP/sums.expected" | cut -d' ' -f1)
+	sha256sum "$TEST_TMP/mnt/data/f1" >/dev/null
+
+	# the daemon has read the FUSE request and waits for the registry
+	: >"$TEST_TMP/slow"
+	echo slow >"$TEST_TMP/proxy-mode"
+	(timeout 60 sha256sum <"$TEST_TMP/mnt/data/f2" >"$TEST_TMP/f2.sum" 2>&1
+		echo $? >"$TEST_TMP/f2.rc") &
+	wait_for 20 test -s "$TEST_TMP/slow"
+	echo pass >"$TEST_TMP/proxy-mode"
+	restart_strata KILL
+	wait_for 20 grep -q "remote snapshots: 2 remounted, 0 failed" "$TEST_TMP/strata.log"
+	grep -q 'resumed on its FUSE connection kept across the restart' "$TEST_TMP/strata.log"
+	# the kernel resent it to the new daemon (FUSE_NOTIFY_RESEND)
+	wait_for 30 test -s "$TEST_TMP/f2.rc"
+	cat "$TEST_TMP/f2.sum"
+	[ "$(cat "$TEST_TMP/f2.rc")" = 0 ]
+	[ "$(cut -d' ' -f1 "$TEST_TMP/f2.sum")" = "$want" ]
+	umount "$TEST_TMP/mnt"
+	ctr_ snapshots --snapshotter strata rm inflight
 }

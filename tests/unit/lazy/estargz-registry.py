@@ -7,8 +7,13 @@ OCI registry on 127.0.0.1 that serves them.
                                    and print a JSON summary
   estargz-registry.py serve DIR    serve them; prints "PORT" then the summary.
                                    Repository "<layer>/img", tag "v1".
-                                   GET /stats: {"bytes": N, "requests": N}
+                                   GET /stats: {"bytes": N, "requests": N, "tails": N}
+                                   (tails: Range requests up to a blob's end)
+                                   GET /fail?from=N: answer 503 to blob Range
+                                   requests starting at byte N or later (the
+                                   registry going down mid-read; -1: never)
                                    Repositories starting with "norange" ignore Range.
+                                   Repository "multi/img": layers ra and valid.
 
 The layout follows stargz-snapshotter's writer: every regular file's payload
 (and each chunk of a large one) starts a new gzip member; tar headers ride in
@@ -169,8 +174,73 @@ def hostile(toc):
     toc.append({"name": "../escape", "type": "reg", "size": 0, "modtime": MTIME})
 
 
+def elf_with_needed(needed, pad=0):
+    """A minimal little-endian ELF64 executable whose dynamic section names
+    the libraries `needed` (DT_NEEDED), for the shared-library read-ahead;
+    pad bytes before the dynamic section (to put it in another chunk)."""
+    import struct
+    strtab = b"\0" + b"".join(n.encode() + b"\0" for n in needed)
+    base, phoff, nph = 0x400000, 64, 2
+    dyn_off = phoff + nph * 56 + pad
+    ndyn = len(needed) + 3
+    str_off = dyn_off + ndyn * 16
+    total = str_off + len(strtab)
+    dyn, o = b"", 1
+    for n in needed:
+        dyn += struct.pack("<qQ", 1, o)  # DT_NEEDED
+        o += len(n) + 1
+    dyn += struct.pack("<qQ", 5, base + str_off)  # DT_STRTAB
+    dyn += struct.pack("<qQ", 10, len(strtab))  # DT_STRSZ
+    dyn += struct.pack("<qQ", 0, 0)
+    eh = b"\x7fELF" + bytes([2, 1, 1, 0]) + b"\0" * 8 + \
+        struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, base, phoff, 0, 0, 64, 56, nph, 64, 0, 0)
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, total, total, 0x1000)
+    dynh = struct.pack("<IIQQQQQQ", 2, 6, dyn_off, base + dyn_off, base + dyn_off,
+                       ndyn * 16, ndyn * 16, 8)
+    return eh + load + dynh + b"\0" * pad + dyn + strtab
+
+
+# Read-ahead: a directory of small files followed by another directory's,
+# an executable and the library it needs (through a symlink), and a large
+# file of 8 chunks whose third chunk does not verify.
+RA = [{"name": "lib/", "type": "dir"}] + \
+    [{"name": "lib/f%02d" % i, "type": "reg", "data": pattern(3000, "lib%d" % i)}
+     for i in range(20)] + \
+    [{"name": "lib/libfoo.so.1", "type": "symlink", "link": "libfoo.so.1.0"},
+     {"name": "lib/libfoo.so.1.0", "type": "reg", "data": pattern(3000, "libfoo")},
+     {"name": "lib/libbar.so.1", "type": "reg", "data": pattern(3000, "libbar")},
+     {"name": "bin/", "type": "dir"},
+     {"name": "bin/prog", "type": "reg", "mode": 0o755,
+      "data": elf_with_needed(["libfoo.so.1", "libmissing.so.2"])},
+     {"name": "bin/prog2", "type": "reg", "mode": 0o755,
+      "data": elf_with_needed(["libbar.so.1"], pad=100000)}] + \
+    [{"name": "other/", "type": "dir"}] + \
+    [{"name": "other/g%02d" % i, "type": "reg", "data": pattern(3000, "other%d" % i)}
+     for i in range(5)] + \
+    [{"name": "data/", "type": "dir"},
+     {"name": "data/big", "type": "reg", "data": pattern(8 << 16, "rabig")}]
+
+
+# Start-up files fetched at mount (no landmark): passwd and libc, and a
+# file that is not one of them.
+STARTUP = [{"name": "etc/", "type": "dir"},
+           {"name": "etc/passwd", "type": "reg", "data": b"root:x:0:0::/root:/bin/sh\n"},
+           {"name": "etc/motd", "type": "reg", "data": pattern(2000, "motd")},
+           {"name": "usr/lib/x86_64-linux-gnu/", "type": "dir"},
+           {"name": "usr/lib/x86_64-linux-gnu/libc.so.6", "type": "reg",
+            "data": pattern(200000, "libc")}]
+
+
+def corrupt_ra(toc):
+    for e in toc:
+        if e["name"] == "data/big" and e.get("chunkOffset", 0) == 2 << 16:
+            e["chunkDigest"] = sha(b"not the chunk")
+
+
 def layers():
     out = {}
+    out["ra"] = build(RA, mutate=corrupt_ra)
+    out["startup"] = build(STARTUP)
     out["valid"] = build(BASE, prefetch=["bin/hello", "etc/conf"])
     out["legacy"] = build(BASE, legacy=True)
     out["corrupt"] = build(BASE, mutate=corrupt_big)
@@ -190,6 +260,13 @@ def summary(ls):
         s[name] = {"digest": sha(blob), "size": len(blob),
                    "toc_digest": sha(toc) if toc else None}
     s["big_digest"] = sha(BIG)
+    # chunk digests of the read-ahead layer's files
+    s["ra"]["chunks"] = {e["name"]: sha(e["data"]) for e in RA if e["type"] == "reg"}
+    s["startup"]["chunks"] = {
+        e["name"]: [sha(e["data"][i:i + (1 << 16)]) for i in range(0, len(e["data"]), 1 << 16)]
+        for e in STARTUP if e["type"] == "reg"}
+    big = [e["data"] for e in RA if e["name"] == "data/big"][0]
+    s["ra"]["big_chunks"] = [sha(big[i:i + (1 << 16)]) for i in range(0, len(big), 1 << 16)]
     return s
 
 
@@ -205,7 +282,8 @@ def gen(d):
     print(json.dumps(summary(ls)))
 
 
-STATS = {"bytes": 0, "requests": 0}
+STATS = {"bytes": 0, "requests": 0, "tails": 0}
+FAIL_FROM = [-1]
 LOCK = threading.Lock()
 
 
@@ -230,6 +308,20 @@ def serve(d):
         manifests[name] = m
         manifests["norange" + name] = m
         blobs[sha(m)] = m
+    # "multi": an image of two eStargz layers, ra then valid
+    descs = []
+    for name in ("ra", "valid"):
+        blob, toc = ls[name]
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                      "digest": sha(blob), "size": len(blob),
+                      "annotations": {"containerd.io/snapshot/stargz/toc.digest": sha(toc)}})
+    m = json.dumps({"schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": sha(config), "size": len(config)},
+                    "layers": descs}).encode()
+    manifests["multi"] = m
+    blobs[sha(m)] = m
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -256,6 +348,9 @@ def serve(d):
             p = self.path.split("?")[0]
             if p == "/stats":
                 return self.send(200, json.dumps(STATS).encode())
+            if p == "/fail":
+                FAIL_FROM[0] = int(self.path.split("from=")[1])
+                return self.send(200, b"{}")
             if p == "/v2/":
                 return self.send(200, b"{}", head=head)
             parts = p.split("/")
@@ -275,10 +370,15 @@ def serve(d):
             if b is None:
                 return self.send(404, head=head)
             rng = self.headers.get("Range")
+            if rng and FAIL_FROM[0] >= 0 and int(rng[6:].partition("-")[0]) >= FAIL_FROM[0]:
+                return self.send(503, head=head)
             if rng and not repo.startswith("norange") and rng.startswith("bytes="):
                 a, _, z = rng[6:].partition("-")
                 a = int(a)
                 z = min(int(z) if z else len(b) - 1, len(b) - 1)
+                if z == len(b) - 1:
+                    with LOCK:
+                        STATS["tails"] += 1
                 return self.send(206, b[a:z + 1],
                                  {"Content-Range": "bytes %d-%d/%d" % (a, z, len(b))}, head)
             return self.send(200, b, None, head)

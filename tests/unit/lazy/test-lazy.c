@@ -186,6 +186,279 @@ static void read_file(const char *path, char **ret, size_t *ret_len)
 	assert_int_equal(path_read_file_at(AT_FDCWD, path, 16 << 20, ret, ret_len), 0);
 }
 
+static uint64_t registry_stat(const char *key)
+{
+	char cmd[128], buf[256];
+	FILE *f;
+	json_t *j;
+	uint64_t n;
+
+	snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/stats", port);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+	pclose(f);
+	j = json_loads(buf, 0, NULL);
+	assert_non_null(j);
+	n = (uint64_t)json_integer_value(json_object_get(j, key));
+	json_decref(j);
+	return n;
+}
+
+static uint64_t registry_requests(void)
+{
+	return registry_stat("requests");
+}
+
+/* Blob Range requests from byte `from` on answer 503 (-1: none do). */
+static void registry_fail_from(int64_t from)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd),
+	         "curl -sf -o /dev/null 'http://127.0.0.1:%d/fail?from=%" PRId64 "'", port, from);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* --- read-ahead (lazy-fetch.c), on layer "ra" ---------------------------- */
+
+static bool ra_cached(const char *name)
+{
+	json_t *chunks = json_object_get(json_object_get(summary, "ra"), "chunks");
+	struct strata_digest d;
+
+	assert_int_equal(
+	        strata_digest_parse(json_string_value(json_object_get(chunks, name)), &d, NULL), 0);
+	return lazy_cache_has(store->lazy->cache, &d);
+}
+
+static bool ra_big_cached(int k)
+{
+	json_t *chunks = json_object_get(json_object_get(summary, "ra"), "big_chunks");
+	struct strata_digest d;
+
+	assert_int_equal(
+	        strata_digest_parse(json_string_value(json_array_get(chunks, (size_t)k)), &d, NULL),
+	        0);
+	return lazy_cache_has(store->lazy->cache, &d);
+}
+
+/* The mounted "ra" layer, with an empty chunk cache. */
+static struct lazy_layer *ra_layer(void)
+{
+	struct lazy_layer *l;
+	uint64_t id;
+	int r = prepare("ra", "ra", "chain-ra", "", true, NULL, NULL);
+
+	assert_true(r == -EEXIST);
+	assert_int_equal(snap_get_id(store, "chain-ra", &id, NULL), 0);
+	l = lazy_manager_find(store->lazy, id);
+	assert_non_null(l);
+	assert_non_null(l->fetch);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_int_equal(lazy_cache_evict(store->lazy->cache, 0), 0);
+	return l;
+}
+
+static uint32_t ra_entry(struct lazy_layer *l, const char *dir, const char *name)
+{
+	int64_t d = content_estargz_lookup(l->toc, 0, dir, strlen(dir)), e;
+
+	assert_true(d >= 0);
+	e = content_estargz_lookup(l->toc, (uint32_t)d, name, strlen(name));
+	assert_true(e >= 0);
+	return (uint32_t)e;
+}
+
+static void check_chunk(const uint8_t *buf, size_t len, int k)
+{
+	json_t *chunks = json_object_get(json_object_get(summary, "ra"), "big_chunks");
+	struct strata_digest got, want;
+
+	assert_int_equal(strata_sha256(buf, len, &got), 0);
+	assert_int_equal(strata_digest_parse(json_string_value(json_array_get(chunks, (size_t)k)),
+	                                     &want, NULL),
+	                 0);
+	assert_true(strata_digest_equal(&got, &want));
+}
+
+/* A small file's miss is answered with its own member, while the following
+ * small files of its directory (not the next directory's) are fetched in
+ * the background; a later read of one of them makes no request. */
+static void test_read_ahead_neighbours(void **state)
+{
+	struct lazy_layer *l = ra_layer();
+	_cleanup_free_ char *p = NULL, *data = NULL;
+	uint64_t before;
+	size_t len;
+	char name[16];
+
+	assert_false(ra_cached("lib/f00"));
+	p = fs_path("chain-ra", "lib/f00");
+	read_file(p, &data, &len);
+	assert_int_equal(len, 3000);
+	lazy_fetch_wait_idle(l->fetch);
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "lib/f%02d", i);
+		assert_true(ra_cached(name));
+	}
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "other/g%02d", i);
+		assert_false(ra_cached(name));
+	}
+	before = registry_requests();
+	free(p);
+	free(data);
+	data = NULL;
+	p = fs_path("chain-ra", "lib/f13");
+	read_file(p, &data, &len);
+	assert_int_equal(len, 3000);
+	assert_true(ra_cached("lib/f13"));
+	/* one request: /stats itself */
+	assert_int_equal(registry_requests(), before + 1);
+}
+
+/* Reading an executable's first chunk queues the libraries it needs
+ * (DT_NEEDED, through a symlink); a missing one is skipped. */
+static void test_read_ahead_libraries(void **state)
+{
+	struct lazy_layer *l = ra_layer();
+	_cleanup_free_ char *p = NULL, *data = NULL;
+	size_t len;
+
+	assert_false(ra_cached("lib/libfoo.so.1.0"));
+	p = fs_path("chain-ra", "bin/prog");
+	read_file(p, &data, &len);
+	assert_true(len > 64);
+	assert_memory_equal(data,
+	                    "\x7f"
+	                    "ELF",
+	                    4);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(ra_cached("lib/libfoo.so.1.0"));
+	/* not a neighbour read-ahead: lib/ is another directory */
+	assert_false(ra_cached("lib/f19"));
+}
+
+/* An executable whose library list lies in its second chunk (64 KiB
+ * chunks here; python3.11's is 5.5 MB into the file): found once both
+ * chunks have arrived. */
+static void test_read_ahead_libraries_second_chunk(void **state)
+{
+	struct lazy_layer *l = ra_layer();
+	uint32_t prog = ra_entry(l, "bin", "prog2");
+	uint8_t buf[4096];
+
+	assert_true(l->toc->entries[prog].n_chunks > 1);
+	assert_false(ra_cached("lib/libbar.so.1"));
+	assert_int_equal(lazy_fetch_read(l, prog, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_memory_equal(buf,
+	                    "\x7f"
+	                    "ELF",
+	                    4);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(ra_cached("lib/libbar.so.1"));
+}
+
+/* Every chunk of a start-up layer's file is cached (or, want = false, none
+ * is). */
+static bool startup_cached(const char *name)
+{
+	json_t *chunks = json_object_get(
+	        json_object_get(json_object_get(summary, "startup"), "chunks"), name);
+	bool all = true;
+
+	assert_true(json_array_size(chunks) > 0);
+	for (size_t i = 0; i < json_array_size(chunks); i++) {
+		struct strata_digest d;
+		assert_int_equal(
+		        strata_digest_parse(json_string_value(json_array_get(chunks, i)), &d, NULL),
+		        0);
+		all &= lazy_cache_has(store->lazy->cache, &d);
+	}
+	return all;
+}
+
+/* At mount, a layer without a prefetch landmark fetches the files nearly
+ * every container start reads (passwd, libc), and nothing else. */
+static void test_startup_files(void **state)
+{
+	struct lazy_layer *l;
+	uint64_t id;
+
+	assert_int_equal(lazy_cache_evict(store->lazy->cache, 0), 0);
+	assert_int_equal(prepare("startup", "startup", "chain-startup", "", true, NULL, NULL),
+	                 -EEXIST);
+	assert_int_equal(snap_get_id(store, "chain-startup", &id, NULL), 0);
+	l = lazy_manager_find(store->lazy, id);
+	assert_non_null(l);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(startup_cached("etc/passwd"));
+	assert_true(startup_cached("usr/lib/x86_64-linux-gnu/libc.so.6"));
+	assert_false(startup_cached("etc/motd"));
+	assert_int_equal(snap_remove(store, "chain-startup", NULL), 0);
+}
+
+/* A read of chunk 0 of data/big reads chunks 1-4 ahead; chunk 2 does not
+ * verify: the read of chunk 0 is served, chunks 1, 3, 4 are cached, chunk 2
+ * is not, and only its reads fail. */
+static void test_read_ahead_corrupt_chunk(void **state)
+{
+	struct lazy_layer *l = ra_layer();
+	uint32_t big = ra_entry(l, "data", "big");
+	_cleanup_free_ uint8_t *buf = malloc(1 << 16);
+	struct snap_lazy_stats st;
+
+	assert_non_null(buf);
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 0), 1 << 16);
+	check_chunk(buf, 1 << 16, 0);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(ra_big_cached(1));
+	assert_false(ra_big_cached(2));
+	assert_true(ra_big_cached(3));
+	assert_true(ra_big_cached(4));
+	assert_false(ra_big_cached(5));
+	assert_int_equal(lazy_fetch_read(l, big, buf, 100, (2 << 16) + 10), -EIO);
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 3 << 16), 1 << 16);
+	check_chunk(buf, 1 << 16, 3);
+	/* a read spanning chunks 1 and 2 fails whole: never a short read */
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, (1 << 16) + 100), -EIO);
+	assert_int_equal(snap_lazy_stats(store, "chain-ra", &st), 0);
+	assert_true(st.verify_failures >= 2);
+}
+
+/* The registry goes down for the rest of the blob while the read-ahead of
+ * chunks 1-4 runs: the read that triggered it is served, the read-ahead
+ * stops without caching anything it could not verify, a read of a chunk
+ * that did not come fails, and once the registry is back it is fetched. */
+static void test_read_ahead_registry_down(void **state)
+{
+	struct lazy_layer *l = ra_layer();
+	uint32_t big = ra_entry(l, "data", "big");
+	const struct content_estargz_entry *e = &l->toc->entries[big];
+	_cleanup_free_ uint8_t *buf = malloc(1 << 16);
+
+	assert_non_null(buf);
+	registry_fail_from((int64_t)l->toc->chunks[e->first_chunk + 3].offset);
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 0), 1 << 16);
+	check_chunk(buf, 1 << 16, 0);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(ra_big_cached(1));
+	assert_false(ra_big_cached(3));
+	assert_false(ra_big_cached(4));
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 4 << 16), -EIO);
+	assert_false(atomic_load(&l->healthy));
+	/* cached chunks are still served */
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 1 << 16), 1 << 16);
+	check_chunk(buf, 1 << 16, 1);
+	registry_fail_from(-1);
+	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 4 << 16), 1 << 16);
+	check_chunk(buf, 1 << 16, 4);
+	assert_true(atomic_load(&l->healthy));
+	lazy_fetch_wait_idle(l->fetch);
+	assert_int_equal(snap_remove(store, "chain-ra", NULL), 0);
+}
+
 static void test_remote_prepare_and_read(void **state)
 {
 	_cleanup_free_ char *hello = NULL, *big = NULL, *p = NULL, *data = NULL;
@@ -337,6 +610,29 @@ static void test_corrupt_chunk(void **state)
 	assert_int_equal(snap_remove(store, "chain-corrupt", NULL), 0);
 }
 
+/* The first Prepare of a multi-layer image fetches the other layer's TOC
+ * along: the second Prepare reads no footer or TOC, and its layer reads
+ * right. */
+static void test_sibling_toc_ahead(void **state)
+{
+	_cleanup_free_ char *hello = NULL, *data = NULL;
+	uint64_t before;
+	size_t len;
+
+	assert_int_equal(prepare("ra", "multi", "chain-m1", "", true, NULL, NULL), -EEXIST);
+	before = registry_stat("tails");
+	assert_int_equal(prepare("valid", "multi", "chain-m2", "chain-m1", true, NULL, NULL),
+	                 -EEXIST);
+	/* no footer/TOC read (the layer's landmark prefetch may run) */
+	assert_int_equal(registry_stat("tails"), before);
+	hello = fs_path("chain-m2", "bin/hello");
+	read_file(hello, &data, &len);
+	assert_int_equal(len, 18);
+	assert_memory_equal(data, "hello, lazy world\n", 18);
+	assert_int_equal(snap_remove(store, "chain-m2", NULL), 0);
+	assert_int_equal(snap_remove(store, "chain-m1", NULL), 0);
+}
+
 static void test_fallbacks(void **state)
 {
 	struct snap_mount *m = NULL;
@@ -476,6 +772,13 @@ int main(void)
 	        cmocka_unit_test(test_remote_prepare_and_read),
 	        cmocka_unit_test(test_overlay_on_top),
 	        cmocka_unit_test(test_corrupt_chunk),
+	        cmocka_unit_test(test_read_ahead_neighbours),
+	        cmocka_unit_test(test_read_ahead_corrupt_chunk),
+	        cmocka_unit_test(test_read_ahead_libraries),
+	        cmocka_unit_test(test_read_ahead_libraries_second_chunk),
+	        cmocka_unit_test(test_startup_files),
+	        cmocka_unit_test(test_read_ahead_registry_down),
+	        cmocka_unit_test(test_sibling_toc_ahead),
 	        cmocka_unit_test(test_fallbacks),
 	        cmocka_unit_test(test_restart),
 	        cmocka_unit_test(test_unhealthy_after_restart),

@@ -107,6 +107,16 @@ static void check_consistent(struct fixture *f)
 	/* one directory per snapshot, nothing else */
 	if (dirs != c.n)
 		fail_msg("%zu directories for %zu snapshots", dirs, c.n);
+	/* removed snapshots the kill left in the trash are gone too */
+	{
+		_cleanup_free_ char *trash = path_join(f->root, "snapshots-trash");
+		d = opendir(trash);
+		assert_non_null(d);
+		for (struct dirent *de; (de = readdir(d));)
+			if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+				fail_msg("trash entry %s left after Cleanup", de->d_name);
+		closedir(d);
+	}
 }
 
 static void test_sigkill_rounds(void **state)

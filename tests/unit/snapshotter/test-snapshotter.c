@@ -731,6 +731,138 @@ static void test_cleanup_orphans(void **state)
 	}
 }
 
+/* Poll until path is gone (the trash thread works in the background). */
+static bool gone_within(const char *path, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (access(path, F_OK) < 0 && errno == ENOENT)
+			return true;
+		usleep(10000);
+	}
+	return access(path, F_OK) < 0 && errno == ENOENT;
+}
+
+static char *snap_dir(struct fixture *f, const char *key)
+{
+	_cleanup_error_ struct strata_error *err = NULL;
+	uint64_t id;
+	char *p;
+
+	assert_int_equal(snap_get_id(f->store, key, &id, &err), 0);
+	assert_true(asprintf(&p, "%s/%" PRIu64, snap_store_snapshots_dir(f->store), id) > 0);
+	return p;
+}
+
+static char *trash_entry(struct fixture *f, const char *snapdir)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/snapshots-trash/%s", f->root, strrchr(snapdir, '/') + 1) > 0);
+	return p;
+}
+
+/* Remove answers after the metadata commit and a rename; the directory,
+ * with whatever the container wrote, is deleted in the background. */
+static void test_remove_async(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ char *base = NULL, *child = NULL, *active = NULL, *tbase = NULL,
+	                    *tactive = NULL, *other = NULL;
+	struct snap_usage u0, u1;
+
+	prepare_nomount(f, "base-a", NULL);
+	base = snap_dir(f, "base-a");
+	write_text(strjoina_(base, "/fs"), "f", "base");
+	commit_ok(f, "base", "base-a");
+	prepare_nomount(f, "child", "base");
+	child = snap_dir(f, "child");
+	assert_int_equal(snap_usage(f->store, "base", &u0, &err), 0);
+
+	/* a parent is still refused, and stays where it is */
+	assert_int_equal(snap_remove(f->store, "base", &err), -ENOTEMPTY);
+	err = strata_error_free(err);
+	assert_int_equal(access(strjoina_(base, "/fs/f"), F_OK), 0);
+
+	prepare_nomount(f, "active", NULL);
+	active = snap_dir(f, "active");
+	assert_int_equal(path_mkdir_p(strjoina_(active, "/fs/a/b/c"), 0755), 0);
+	write_text(strjoina_(active, "/fs/a/b/c"), "x", "x");
+	tactive = trash_entry(f, active);
+	remove_ok(f, "active");
+	/* gone from snapshots/ at once, from the disk eventually */
+	assert_int_equal(access(active, F_OK), -1);
+	assert_true(gone_within(tactive, 10000));
+
+	remove_ok(f, "child");
+	assert_int_equal(access(child, F_OK), -1);
+	tbase = trash_entry(f, base);
+	remove_ok(f, "base");
+	assert_int_equal(access(base, F_OK), -1);
+	assert_true(gone_within(tbase, 10000));
+
+	/* usage of what remains is unaffected; a removed key is not found */
+	prepare_nomount(f, "other-a", NULL);
+	other = snap_dir(f, "other-a");
+	write_text(strjoina_(other, "/fs"), "f", "base");
+	commit_ok(f, "other", "other-a");
+	assert_int_equal(snap_usage(f->store, "other", &u1, &err), 0);
+	assert_int_equal(u1.inodes, u0.inodes);
+	assert_int_equal(u1.size, u0.size);
+	assert_int_equal(snap_usage(f->store, "base", &u1, &err), -ENOENT);
+	err = strata_error_free(err);
+
+	/* ids are not reused, so a removed id's trash name never clashes */
+	prepare_nomount(f, "base-a", NULL);
+	{
+		_cleanup_free_ char *again = snap_dir(f, "base-a");
+		assert_string_not_equal(again, base);
+	}
+}
+
+/* What a crash leaves in the trash (renamed, not yet deleted) is swept when
+ * the store opens, and Cleanup empties the trash before it returns. */
+static void test_trash_swept(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ char *trash = path_join(f->root, "snapshots-trash");
+	char p[300];
+
+	fixture_close_store(f);
+	snprintf(p, sizeof(p), "%s/4242/fs/deep/er", trash);
+	assert_int_equal(path_mkdir_p(p, 0755), 0);
+	write_text(p, "file", "left by a crash");
+	snprintf(p, sizeof(p), "%s/4243", trash);
+	assert_int_equal(mkdir(p, 0700), 0);
+	fixture_open_store(f);
+	snprintf(p, sizeof(p), "%s/4242", trash);
+	assert_true(gone_within(p, 10000));
+	snprintf(p, sizeof(p), "%s/4243", trash);
+	assert_true(gone_within(p, 10000));
+	assert_int_equal(access(trash, F_OK), 0);
+
+	/* Cleanup: synchronous */
+	snprintf(p, sizeof(p), "%s/77/fs", trash);
+	assert_int_equal(path_mkdir_p(p, 0755), 0);
+	write_text(p, "f", "x");
+	assert_int_equal(snap_cleanup(f->store, &err), 0);
+	snprintf(p, sizeof(p), "%s/77", trash);
+	assert_int_equal(access(p, F_OK), -1);
+
+	/* and a store closed right after Remove leaves nothing behind */
+	prepare_nomount(f, "k", NULL);
+	{
+		_cleanup_free_ char *d = snap_dir(f, "k");
+		_cleanup_free_ char *t = trash_entry(f, d);
+		write_text(strjoina_(d, "/fs"), "f", "x");
+		remove_ok(f, "k");
+		fixture_close_store(f);
+		assert_int_equal(access(t, F_OK), -1);
+		fixture_open_store(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -758,6 +890,8 @@ int main(void)
 	                                        fixture_teardown),
 	        cmocka_unit_test_setup_teardown(test_cleanup_orphans, fixture_setup,
 	                                        fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_remove_async, fixture_setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_trash_swept, fixture_setup, fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

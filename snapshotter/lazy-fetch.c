@@ -1,0 +1,820 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The FUSE read path of a lazy layer, with parallel fetches. A read that
+ * misses the chunk cache fetches only what it needs (the missed chunk's
+ * member and the following chunks this read covers) and is answered as soon
+ * as those are verified. What it will likely want next is fetched at the
+ * same time, as separate Range requests (other connections), by a small
+ * per-layer pool of workers:
+ *   - the next READ_AHEAD_CHUNKS chunks of a large file;
+ *   - for a small file, the following small files of the same directory in
+ *     blob order (python's stdlib, a locale, the libraries next to a
+ *     library): NEIGHBOUR_FIRST bytes at the directory's first miss, up to
+ *     NEIGHBOUR_MAX at later ones (a program that reads several files of a
+ *     directory tends to read more of them; one that reads one file of a
+ *     big directory wastes little). Files of other directories are left: in
+ *     tar order they are seldom read together (zoneinfo after /etc/localtime).
+ *   - for an executable or library (ELF), its shared libraries (DT_NEEDED),
+ *     found in the usual library directories of the image's mounted layers,
+ *     as soon as its first chunk is verified: the dynamic loader asks for
+ *     them one after another.
+ * And at mount, for a layer without a prefetch landmark, the files that
+ * nearly every container start reads (the dynamic loader, libc,
+ * ld.so.cache, passwd and group), while containerd still sets the
+ * container up.
+ * Read-ahead is cut into pieces of at most PIECE_MAX, so a reader that wants
+ * a file of it waits for that piece only. Every chunk is verified on its
+ * own: a corrupt chunk in a read-ahead piece is not cached and fails only
+ * the reads of that chunk; a failed piece leaves the reads to fetch for
+ * themselves.
+ *
+ * Coordination with lazy-layer.c's fetches (landmark prefetch, background
+ * fetch): the layer's in-flight table (l->lock, l->inflight). A fetch claims
+ * its blob range; one that overlaps a claimed range waits for it to finish
+ * and then looks at the cache again.
+ */
+#include <elf.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lazy-internal.h"
+
+/* A read fetches at most this much compressed data in one request. */
+#define READ_SPAN_MAX (8u << 20)
+/* Chunks of a large file past a missed read's end, fetched along. */
+#define READ_AHEAD_CHUNKS 4
+/* Neighbours of a small file fetched along: bytes, largest gap between two
+ * of their members, and the largest member that triggers or joins it. */
+#define NEIGHBOUR_FIRST      (128u << 10)
+#define NEIGHBOUR_MAX        (512u << 10)
+#define NEIGHBOUR_GAP_MAX    (16u << 10)
+#define NEIGHBOUR_MEMBER_MAX (128u << 10)
+/* Read-ahead request size (a larger member is one piece of its own). */
+#define PIECE_MAX (128u << 10)
+#define WORKERS   3
+#define QUEUE_MAX 64
+/* directories whose misses are counted (round robin) */
+#define DIRS_MAX 16
+
+struct piece {
+	uint64_t start, end;
+};
+
+/* Per layer. lock protects everything but l; it is never held across a
+ * fetch. */
+struct lazy_fetch {
+	struct lazy_layer *l;
+	pthread_mutex_t lock;
+	pthread_cond_t work; /* queued, or stop */
+	pthread_cond_t idle; /* queue empty and no worker busy */
+	struct piece q[QUEUE_MAX];
+	unsigned head, n, busy;
+	pthread_t threads[WORKERS];
+	unsigned n_threads;
+	bool stop;
+	struct {
+		uint32_t dir, misses;
+	} dirs[DIRS_MAX];
+	unsigned dir_next;
+};
+
+static bool network_error(int r)
+{
+	return r != -EBADMSG && r != -ENOMEM;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Wait until no in-flight fetch overlaps [start, end), then claim it.
+ * false when one did overlap (the caller looks at the cache again). The
+ * same protocol as lazy-layer.c's, on the same table. */
+static bool claim(struct lazy_layer *l, uint64_t start, uint64_t end)
+{
+	bool waited = false;
+
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		bool overlap = false;
+		for (unsigned i = 0; i < l->n_inflight; i++)
+			if (l->inflight[i].start < end && start < l->inflight[i].end)
+				overlap = true;
+		if (!overlap && l->n_inflight < ELEMENTSOF(l->inflight))
+			break;
+		waited = true;
+		pthread_cond_wait(&l->cond, &l->lock);
+	}
+	if (!waited) {
+		l->inflight[l->n_inflight].start = start;
+		l->inflight[l->n_inflight].end = end;
+		l->n_inflight++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return !waited;
+}
+
+static void release(struct lazy_layer *l, uint64_t start)
+{
+	pthread_mutex_lock(&l->lock);
+	for (unsigned i = 0; i < l->n_inflight; i++)
+		if (l->inflight[i].start == start) {
+			l->inflight[i] = l->inflight[--l->n_inflight];
+			break;
+		}
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* First position in by_offset whose chunk starts at or after off. */
+static uint32_t first_at(const struct content_estargz_toc *toc, uint64_t off)
+{
+	uint32_t lo = 0, hi = toc->n_chunks;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (toc->chunks[toc->by_offset[mid]].offset < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static const struct content_estargz_chunk *at(const struct content_estargz_toc *toc, uint32_t p)
+{
+	return &toc->chunks[toc->by_offset[p]];
+}
+
+static void queue_libraries(struct lazy_layer *l, const struct content_estargz_chunk *c,
+                            const uint8_t *p);
+
+struct want {
+	uint32_t chunk;
+	uint8_t *dst;
+	uint64_t off; /* within the chunk */
+	size_t len;
+	bool delivered;
+};
+
+/* Decode, verify and cache every chunk whose member lies in buf (blob bytes
+ * [start, start + len)); hand w's bytes over. -EIO only when w's own chunk
+ * failed. */
+static int decode(struct lazy_layer *l, const uint8_t *buf, uint64_t start, size_t len,
+                  struct want *w)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	_cleanup_free_ uint8_t *out = NULL;
+	size_t out_cap = 0;
+	int result = 0;
+
+	for (uint32_t p = first_at(toc, start); p < toc->n_chunks;) {
+		const struct content_estargz_chunk *g = at(toc, p);
+		uint64_t need = 0;
+		uint32_t q;
+		int r;
+
+		if (g->end > start + len)
+			break;
+		for (q = p; q < toc->n_chunks && at(toc, q)->offset == g->offset; q++)
+			need = MAX(need, at(toc, q)->inner_offset + at(toc, q)->size);
+		if (need > out_cap) {
+			uint8_t *a = realloc(out, need);
+			if (!a)
+				return -ENOMEM;
+			out = a;
+			out_cap = need;
+		}
+		r = content_estargz_inflate(buf + (g->offset - start), g->end - g->offset, out,
+		                            need);
+		for (uint32_t k = p; k < q; k++) {
+			uint32_t ci = toc->by_offset[k];
+			const struct content_estargz_chunk *c = &toc->chunks[ci];
+			struct strata_digest got;
+			bool ok = r == 0 &&
+			          strata_sha256(out + c->inner_offset, c->size, &got) == 0 &&
+			          strata_digest_equal(&got, &c->digest);
+			int pr;
+
+			if (!ok) {
+				_cleanup_free_ char *path = content_estargz_path(toc, c->entry);
+				atomic_fetch_add(&l->verify_failures, 1);
+				log_warn("lazy layer %" PRIu64 ": chunk at offset %" PRIu64
+				         " of \"%s\" failed verification (%s): not served",
+				         l->id, c->file_offset, strempty(path),
+				         r < 0 ? "corrupt gzip" : "chunkDigest mismatch");
+				if (w && ci == w->chunk)
+					result = -EIO;
+				continue;
+			}
+			atomic_fetch_add(&l->chunks_fetched, 1);
+			pr = lazy_cache_put(l->mgr->cache, &c->digest, out + c->inner_offset,
+			                    c->size);
+			if (pr < 0)
+				log_debug_errno(pr, "chunk cache: store chunk");
+			/* after the put: of two chunks holding an ELF file's
+			 * library list, the one stored last finds the other */
+			if (toc->entries[c->entry].mode & 0111)
+				queue_libraries(l, c, out + c->inner_offset);
+			if (w && ci == w->chunk) {
+				memcpy(w->dst, out + c->inner_offset + w->off, w->len);
+				w->delivered = true;
+			}
+		}
+		p = q;
+	}
+	return result;
+}
+
+/* One Range request for [start, end), then decode it. -EAGAIN when another
+ * fetch of an overlapping range was waited for instead. */
+static int fetch(struct lazy_layer *l, uint64_t start, uint64_t end, struct want *w,
+                 const char *why)
+{
+	_cleanup_error_ struct strata_error *err = NULL;
+	_cleanup_free_ uint8_t *buf = NULL;
+	double t0, t1;
+	int64_t n;
+	int r;
+
+	if (!claim(l, start, end))
+		return -EAGAIN;
+	buf = malloc(end - start);
+	if (!buf) {
+		release(l, start);
+		return -ENOMEM;
+	}
+	t0 = now_ms();
+	n = content_registry_read_range(l->mgr->registry, l->ref, &l->digest, start, end - start,
+	                                buf, &err);
+	atomic_fetch_add(&l->requests, 1);
+	if (n > 0)
+		atomic_fetch_add(&l->bytes_fetched, (uint64_t)n);
+	if (n >= 0 && (uint64_t)n != end - start)
+		n = -EBADMSG;
+	if (n < 0) {
+		release(l, start);
+		if (network_error((int)n))
+			atomic_store(&l->healthy, false);
+		log_warn("lazy layer %" PRIu64 ": fetch bytes %" PRIu64 "-%" PRIu64 " (%s): %s",
+		         l->id, start, end - 1, why,
+		         err ? strata_error_message(err) : strerror((int)-n));
+		return -EIO;
+	}
+	atomic_store(&l->healthy, true);
+	t1 = now_ms();
+	r = decode(l, buf, start, (size_t)(end - start), w);
+	release(l, start);
+	/* the bench counts "fetched N bytes at" lines: keep the wording */
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_debug("lazy layer %" PRIu64 ": fetched %" PRId64 " bytes at %" PRIu64
+		          " (%s; layer total %" PRIuFAST64 "): %.1f ms request, %.1f ms decode",
+		          l->id, n, start, why, atomic_load(&l->bytes_fetched), t1 - t0,
+		          now_ms() - t1);
+	return r;
+}
+
+/* --- read-ahead workers ----------------------------------------------------- */
+
+/* Trim [*start, *end) to the uncached members it holds (the first and last
+ * uncached ones): false when all are cached. */
+static bool trim(struct lazy_layer *l, uint64_t *start, uint64_t *end)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	uint64_t s = UINT64_MAX, e = 0;
+
+	for (uint32_t p = first_at(toc, *start); p < toc->n_chunks; p++) {
+		const struct content_estargz_chunk *c = at(toc, p);
+		if (c->end > *end)
+			break;
+		if (lazy_cache_has(l->mgr->cache, &c->digest))
+			continue;
+		s = MIN(s, c->offset);
+		e = MAX(e, c->end);
+	}
+	if (e == 0)
+		return false;
+	*start = s;
+	*end = e;
+	return true;
+}
+
+static void run_piece(struct lazy_layer *l, struct piece pc)
+{
+	for (int tries = 0; tries < 4 && !atomic_load(&l->stopping); tries++) {
+		uint64_t s = pc.start, e = pc.end;
+		if (!trim(l, &s, &e))
+			return;
+		if (fetch(l, s, e, NULL, "read-ahead") != -EAGAIN)
+			return;
+	}
+}
+
+static void *worker_main(void *userdata)
+{
+	struct lazy_fetch *f = userdata;
+
+	/* Not niced: a reader that wants a file of a piece in flight waits
+	 * for it, and a starved worker (measured: 250 ms to decode 128 KiB
+	 * at load 12 on 2 cores) would hold that reader up. */
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct piece pc;
+
+		while (!f->stop && f->n == 0)
+			pthread_cond_wait(&f->work, &f->lock);
+		if (f->stop)
+			break;
+		pc = f->q[f->head];
+		f->head = (f->head + 1) % QUEUE_MAX;
+		f->n--;
+		f->busy++;
+		pthread_mutex_unlock(&f->lock);
+		run_piece(f->l, pc);
+		pthread_mutex_lock(&f->lock);
+		f->busy--;
+		if (f->n == 0 && f->busy == 0)
+			pthread_cond_broadcast(&f->idle);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* Queue a piece (dropped when the queue is full or it is queued already):
+ * read-ahead is an optimisation, never owed. */
+static void enqueue(struct lazy_fetch *f, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->stop || f->n == QUEUE_MAX)
+		goto out;
+	for (unsigned i = 0; i < f->n; i++) {
+		const struct piece *p = &f->q[(f->head + i) % QUEUE_MAX];
+		if (p->start < end && start < p->end)
+			goto out;
+	}
+	/* workers start with the first piece: most layers never need them */
+	if (f->n_threads < WORKERS && f->n + f->busy >= f->n_threads &&
+	    pthread_create(&f->threads[f->n_threads], NULL, worker_main, f) == 0)
+		f->n_threads++;
+	if (f->n_threads == 0)
+		goto out;
+	f->q[(f->head + f->n) % QUEUE_MAX] = (struct piece){start, end};
+	f->n++;
+	pthread_cond_signal(&f->work);
+out:
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Queue the uncached members in [start, end) as pieces of <= PIECE_MAX. */
+static void enqueue_range(struct lazy_fetch *f, uint64_t start, uint64_t end)
+{
+	const struct content_estargz_toc *toc = f->l->toc;
+	uint64_t ps = 0, pe = 0;
+
+	for (uint32_t p = first_at(toc, start); p < toc->n_chunks;) {
+		const struct content_estargz_chunk *g = at(toc, p);
+		uint64_t member = g->offset;
+		bool cached = true;
+
+		if (g->end > end)
+			break;
+		for (; p < toc->n_chunks && at(toc, p)->offset == member; p++)
+			cached &= lazy_cache_has(f->l->mgr->cache, &at(toc, p)->digest);
+		if (cached || (pe > ps && (member != pe || g->end - ps > PIECE_MAX))) {
+			if (pe > ps)
+				enqueue(f, ps, pe);
+			ps = pe = 0;
+		}
+		if (cached)
+			continue;
+		if (pe == ps)
+			ps = member;
+		pe = g->end;
+	}
+	if (pe > ps)
+		enqueue(f, ps, pe);
+}
+
+/* Count a miss in directory dir: the how-manieth it is (recent ones). */
+static unsigned dir_miss(struct lazy_fetch *f, uint32_t dir)
+{
+	unsigned n = 1;
+
+	pthread_mutex_lock(&f->lock);
+	for (unsigned i = 0; i < DIRS_MAX; i++)
+		if (f->dirs[i].misses && f->dirs[i].dir == dir) {
+			n = ++f->dirs[i].misses;
+			goto out;
+		}
+	f->dirs[f->dir_next].dir = dir;
+	f->dirs[f->dir_next].misses = 1;
+	f->dir_next = (f->dir_next + 1) % DIRS_MAX;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* The end of the run of small files of directory `dir` that follows blob
+ * offset `from` (members of other entries end it), within max bytes. */
+static uint64_t neighbours_end(const struct content_estargz_toc *toc, uint32_t dir, uint64_t from,
+                               uint64_t max)
+{
+	uint64_t end = from;
+
+	for (uint32_t p = first_at(toc, from); p < toc->n_chunks;) {
+		const struct content_estargz_chunk *g = at(toc, p);
+		uint64_t member = g->offset;
+
+		if (g->offset - end > NEIGHBOUR_GAP_MAX || g->end - from > max ||
+		    g->end - g->offset > NEIGHBOUR_MEMBER_MAX)
+			break;
+		for (; p < toc->n_chunks && at(toc, p)->offset == member; p++) {
+			const struct content_estargz_entry *e = &toc->entries[at(toc, p)->entry];
+			if (e->n_chunks != 1 || e->parent != dir)
+				return end;
+		}
+		end = g->end;
+	}
+	return end;
+}
+
+/* After a miss of entry idx whose fetch is [start, end) and covers the
+ * file's chunks before `next`. */
+static void read_ahead(struct lazy_layer *l, uint32_t idx, uint32_t next, uint64_t start,
+                       uint64_t end)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *e = &toc->entries[idx];
+	struct lazy_fetch *f = l->fetch;
+
+	if (!f || atomic_load(&l->stopping))
+		return;
+	if (e->n_chunks > 1) {
+		uint32_t last = MIN(next + READ_AHEAD_CHUNKS, e->first_chunk + e->n_chunks);
+		for (uint32_t k = next; k < last; k++) {
+			const struct content_estargz_chunk *c = &toc->chunks[k];
+			if (!lazy_cache_has(l->mgr->cache, &c->digest))
+				enqueue(f, c->offset, c->end);
+		}
+		return;
+	}
+	if (end - start <= NEIGHBOUR_MEMBER_MAX) {
+		uint64_t max = dir_miss(f, e->parent) > 1 ? NEIGHBOUR_MAX : NEIGHBOUR_FIRST;
+		enqueue_range(f, end, neighbours_end(toc, e->parent, end, max));
+	}
+}
+
+/* Entry of a path relative to the layer root, symlinks not followed: -1
+ * when there is none. */
+static int64_t lookup_path(const struct content_estargz_toc *toc, const char *path)
+{
+	int64_t cur = 0;
+
+	while (*path && cur >= 0) {
+		size_t n = strcspn(path, "/");
+		if (!S_ISDIR(toc->entries[cur].mode))
+			return -1;
+		cur = content_estargz_lookup(toc, (uint32_t)cur, path, n);
+		path += n + (path[n] == '/');
+	}
+	return cur;
+}
+
+void lazy_fetch_start(struct lazy_fetch *f)
+{
+	static const char *const startup[] = {
+	        "etc/passwd",
+	        "etc/group",
+	        "etc/ld.so.cache",
+	        "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+	        "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+	        "usr/lib/x86_64-linux-gnu/libc.so.6",
+	        "lib/x86_64-linux-gnu/libc.so.6",
+	        "usr/lib64/ld-linux-x86-64.so.2",
+	        "usr/lib64/libc.so.6",
+	        "usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+	        "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+	        "usr/lib/aarch64-linux-gnu/libc.so.6",
+	        "lib/aarch64-linux-gnu/libc.so.6",
+	        "lib/ld-musl-x86_64.so.1",
+	        "lib/ld-musl-aarch64.so.1",
+	};
+	const struct content_estargz_toc *toc = f->l->toc;
+
+	if (toc->prefetch_end > 0 || f->l->mgr->opts.no_prefetch)
+		return;
+	for (size_t i = 0; i < ELEMENTSOF(startup); i++) {
+		int64_t idx = lookup_path(toc, startup[i]);
+		const struct content_estargz_entry *e;
+
+		if (idx < 0)
+			continue;
+		e = &toc->entries[content_estargz_resolve(toc, (uint32_t)idx)];
+		if (!S_ISREG(e->mode))
+			continue;
+		for (uint32_t k = e->first_chunk; k < e->first_chunk + e->n_chunks; k++) {
+			const struct content_estargz_chunk *c = &toc->chunks[k];
+			if (!lazy_cache_has(f->l->mgr->cache, &c->digest))
+				enqueue(f, c->offset, c->end);
+		}
+	}
+}
+
+/* --- shared libraries of an ELF file ----------------------------------------- */
+
+#define NEEDED_MAX 32
+#define NAME_MAX_  256
+
+/* An ELF file's bytes: the chunk just verified, else the chunk cache (a
+ * library list is read once the chunks holding it have arrived, in any
+ * order). */
+struct elf_src {
+	struct lazy_layer *l;
+	uint32_t entry;
+	const uint8_t *cur; /* file bytes [cur_off, cur_off + cur_len) */
+	uint64_t cur_off;
+	size_t cur_len;
+};
+
+/* Read file bytes [off, off + len) lying in one chunk: false when out of
+ * the file or not (yet) available. */
+static bool src_read(const struct elf_src *s, uint64_t off, void *buf, size_t len)
+{
+	const struct content_estargz_toc *toc = s->l->toc;
+	const struct content_estargz_chunk *c;
+	uint32_t ci;
+
+	if (off >= s->cur_off && off - s->cur_off <= s->cur_len &&
+	    len <= s->cur_len - (off - s->cur_off)) {
+		memcpy(buf, s->cur + (off - s->cur_off), len);
+		return true;
+	}
+	ci = content_estargz_chunk_at(toc, s->entry, off);
+	if (ci == CONTENT_ESTARGZ_NONE)
+		return false;
+	c = &toc->chunks[ci];
+	if (len > c->size - (off - c->file_offset))
+		return false;
+	return lazy_cache_read(s->l->mgr->cache, &c->digest, c->size, buf, len,
+	                       off - c->file_offset) == (ssize_t)len;
+}
+
+/* The DT_NEEDED names of a little-endian ELF64 file (verified bytes, but of
+ * any image: everything is bounds-checked), into names[NEEDED_MAX][NAME_MAX_].
+ * 0 when it is not one, or the parts needed are not available yet. */
+static size_t elf_needed(const struct elf_src *s, char (*names)[NAME_MAX_])
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr dyn = {0};
+	_cleanup_free_ Elf64_Dyn *d = NULL;
+	uint64_t strtab = 0, strsz = 0, stroff = UINT64_MAX;
+	size_t n = 0, nd;
+
+	if (!src_read(s, 0, &eh, sizeof(eh)) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
+	    eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256)
+		return 0;
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		if (!src_read(s, eh.e_phoff + i * sizeof(ph), &ph, sizeof(ph)))
+			return 0;
+		if (ph.p_type == PT_DYNAMIC)
+			dyn = ph;
+	}
+	if (dyn.p_type != PT_DYNAMIC || dyn.p_filesz > (64u << 10))
+		return 0;
+	nd = dyn.p_filesz / sizeof(Elf64_Dyn);
+	d = calloc(MAX(nd, (size_t)1), sizeof(*d));
+	if (!d || !src_read(s, dyn.p_offset, d, nd * sizeof(*d)))
+		return 0;
+	for (size_t i = 0; i < nd && d[i].d_tag != DT_NULL; i++) {
+		if (d[i].d_tag == DT_STRTAB)
+			strtab = d[i].d_un.d_ptr;
+		else if (d[i].d_tag == DT_STRSZ)
+			strsz = d[i].d_un.d_val;
+	}
+	/* the string table's address -> file offset, through its PT_LOAD */
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		if (!src_read(s, eh.e_phoff + i * sizeof(ph), &ph, sizeof(ph)))
+			return 0;
+		if (ph.p_type == PT_LOAD && strtab >= ph.p_vaddr &&
+		    strtab - ph.p_vaddr < ph.p_filesz)
+			stroff = strtab - ph.p_vaddr + ph.p_offset;
+	}
+	if (stroff == UINT64_MAX)
+		return 0;
+	for (size_t i = 0; i < nd && d[i].d_tag != DT_NULL && n < NEEDED_MAX; i++) {
+		char *name = names[n];
+		size_t k, want;
+
+		if (d[i].d_tag != DT_NEEDED || d[i].d_un.d_val >= strsz)
+			continue;
+		want = (size_t)MIN((uint64_t)NAME_MAX_, strsz - d[i].d_un.d_val);
+		/* a name near a chunk's end: read what there is of it */
+		while (want > 0 && !src_read(s, stroff + d[i].d_un.d_val, name, want))
+			want /= 2;
+		k = strnlen(name, want);
+		if (want == 0 || k == 0 || k == want || memchr(name, '/', k))
+			continue;
+		n++;
+	}
+	return n;
+}
+
+static int64_t lookup_path(const struct content_estargz_toc *toc, const char *path);
+
+/* Library name in directory dir of toc, one same-directory symlink followed
+ * (libz.so.1 -> libz.so.1.2.13): its regular file's entry, or -1. */
+static int64_t find_library(const struct content_estargz_toc *toc, const char *dir,
+                            const char *name)
+{
+	int64_t d = lookup_path(toc, dir), e;
+
+	if (d < 0 || !S_ISDIR(toc->entries[d].mode))
+		return -1;
+	e = content_estargz_lookup(toc, (uint32_t)d, name, strlen(name));
+	if (e >= 0 && S_ISLNK(toc->entries[e].mode)) {
+		const char *target = content_estargz_str(toc, toc->entries[e].link);
+		e = strchr(target, '/')
+		            ? -1
+		            : content_estargz_lookup(toc, (uint32_t)d, target, strlen(target));
+	}
+	if (e < 0)
+		return -1;
+	e = content_estargz_resolve(toc, (uint32_t)e);
+	return S_ISREG(toc->entries[e].mode) ? e : -1;
+}
+
+/* Queue the shared libraries an ELF file needs, from the mounted layers of
+ * the same image (same reference): the dynamic loader reads them next, one
+ * after another. */
+static void queue_libraries(struct lazy_layer *l, const struct content_estargz_chunk *c,
+                            const uint8_t *p)
+{
+	static const char *const dirs[] = {
+	        "usr/lib/x86_64-linux-gnu",
+	        "lib/x86_64-linux-gnu",
+	        "usr/lib/aarch64-linux-gnu",
+	        "lib/aarch64-linux-gnu",
+	        "usr/lib64",
+	        "lib64",
+	        "usr/lib",
+	        "lib",
+	};
+	struct lazy_manager *m = l->mgr;
+	const struct elf_src src = {
+	        .l = l,
+	        .entry = c->entry,
+	        .cur = p,
+	        .cur_off = c->file_offset,
+	        .cur_len = (size_t)c->size,
+	};
+	_cleanup_free_ char(*names)[NAME_MAX_] = NULL;
+	size_t n;
+	uint8_t magic[SELFMAG];
+
+	/* most executable-mode files are scripts: look before allocating */
+	if (!src_read(&src, 0, magic, sizeof(magic)) || memcmp(magic, ELFMAG, SELFMAG) != 0)
+		return;
+	names = calloc(NEEDED_MAX, sizeof(*names));
+	if (!names)
+		return;
+	n = elf_needed(&src, names);
+	if (n == 0)
+		return;
+	/* under m->lock: a layer is freed only after it left m->layers; no
+	 * network I/O here, only lookups and cache checks */
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+		for (size_t k = m->n_layers; k-- > 0 && !found;) {
+			struct lazy_layer *x = m->layers[k];
+			if (!x->fetch || !streq(x->ref_str, l->ref_str))
+				continue;
+			for (size_t di = 0; di < ELEMENTSOF(dirs) && !found; di++) {
+				int64_t e = find_library(x->toc, dirs[di], names[i]);
+				if (e < 0)
+					continue;
+				found = true;
+				for (uint32_t k2 = x->toc->entries[e].first_chunk;
+				     k2 <
+				     x->toc->entries[e].first_chunk + x->toc->entries[e].n_chunks;
+				     k2++)
+					if (!lazy_cache_has(m->cache, &x->toc->chunks[k2].digest))
+						enqueue(x->fetch, x->toc->chunks[k2].offset,
+						        x->toc->chunks[k2].end);
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *e = &toc->entries[idx];
+	size_t done = 0;
+	bool ahead = false;
+
+	if (off >= e->size)
+		return 0;
+	len = (size_t)MIN((uint64_t)len, e->size - off);
+	for (unsigned tries = 0; done < len;) {
+		uint32_t ci = content_estargz_chunk_at(toc, idx, off + done), k;
+		const struct content_estargz_chunk *c;
+		struct want w;
+		uint64_t start, end;
+		ssize_t n;
+		int r;
+
+		if (ci == CONTENT_ESTARGZ_NONE)
+			return -EIO;
+		c = &toc->chunks[ci];
+		w = (struct want){
+		        .chunk = ci,
+		        .dst = (uint8_t *)buf + done,
+		        .off = off + done - c->file_offset,
+		};
+		w.len = (size_t)MIN((uint64_t)(len - done), c->size - w.off);
+		n = lazy_cache_read(l->mgr->cache, &c->digest, c->size, w.dst, w.len, w.off);
+		if (n == (ssize_t)w.len) {
+			atomic_fetch_add(&l->cache_hits, 1);
+			done += w.len;
+			tries = 0;
+			continue;
+		}
+		atomic_fetch_add(&l->cache_misses, 1);
+		/* This chunk's member and the following chunks this read needs
+		 * while they are contiguous in the blob and not cached: one
+		 * request. What comes after goes to the workers. */
+		start = c->offset;
+		end = c->end;
+		for (k = ci + 1; k < e->first_chunk + e->n_chunks; k++) {
+			const struct content_estargz_chunk *d = &toc->chunks[k];
+			if (d->file_offset >= off + len || d->offset != end ||
+			    d->end - start > READ_SPAN_MAX ||
+			    lazy_cache_has(l->mgr->cache, &d->digest))
+				break;
+			end = d->end;
+		}
+		if (!ahead) {
+			read_ahead(l, idx, k, start, end);
+			ahead = true;
+		}
+		r = fetch(l, start, end, &w, "read");
+		if (r == -EAGAIN && ++tries < 64)
+			continue; /* someone else fetched it: read the cache again */
+		if (r < 0 || !w.delivered)
+			return -EIO;
+		done += w.len;
+		tries = 0;
+	}
+	return (ssize_t)done;
+}
+
+int lazy_fetch_new(struct lazy_layer *l, struct lazy_fetch **ret)
+{
+	struct lazy_fetch *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->l = l;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->work, NULL);
+	pthread_cond_init(&f->idle, NULL);
+	*ret = f;
+	return 0;
+}
+
+void lazy_fetch_wait_idle(struct lazy_fetch *f)
+{
+	pthread_mutex_lock(&f->lock);
+	while (f->n > 0 || f->busy > 0)
+		pthread_cond_wait(&f->idle, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+}
+
+struct lazy_fetch *lazy_fetch_free(struct lazy_fetch *f)
+{
+	if (!f)
+		return NULL;
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	f->n = 0;
+	pthread_cond_broadcast(&f->work);
+	pthread_mutex_unlock(&f->lock);
+	for (unsigned i = 0; i < f->n_threads; i++)
+		pthread_join(f->threads[i], NULL);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->work);
+	pthread_cond_destroy(&f->idle);
+	free(f);
+	return NULL;
+}
