@@ -22,7 +22,7 @@ test_pkgs=(
 	bats docker-registry skopeo umoci busybox-static stargz-snapshotter
 	clang-format curl jq openssl python3 e2fsprogs
 	python3-grpcio python3-protobuf python3-h2 protobuf-compiler valgrind
-	apache2-utils attr libcap2-bin hyperfine
+	apache2-utils attr libcap2-bin hyperfine bc
 )
 
 missing=()
