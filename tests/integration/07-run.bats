@@ -336,7 +336,7 @@ exec_collected() { strata exec "$1" true && [ -z "$(exec_dirs "$1")" ]; }
 
 @test "exec: the container's env, cwd and user, overrides, stdio, exit codes" {
 	id=$(strata run -d --plain-http --net none --name box -e FOO=bar -w /tmp "$IMAGE" sleep 60)
-	run strata exec "$id" sh -c 'echo "$FOO $(pwd) $(id -u):$(id -g) $HOSTNAME"'
+	run strata exec "$id" sh -c 'echo "$FOO $(pwd) $(id -u):$(id -g) $(cat /proc/sys/kernel/hostname)"'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$output" = "bar /tmp 0:0 ${id:0:12}" ]
