@@ -3,6 +3,7 @@
  * LMDB environment and group commit (see meta.h). The only file in common/
  * that includes <lmdb.h>.
  */
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -114,6 +115,13 @@ int strata_meta_open(const char *dir, const struct strata_meta_options *opts,
 		                       mdb_strerror(rc));
 		(void)strata_meta_close(m);
 		return r;
+	}
+	/* LMDB opens data.mdb without O_CLOEXEC: keep it out of the
+	 * processes we start (shims, CNI plugins, the FUSE fd holder). */
+	{
+		mdb_filehandle_t fd;
+		if (mdb_env_get_fd(m->env, &fd) == 0)
+			(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 	}
 	/* An existing environment may already be larger than asked. */
 	{

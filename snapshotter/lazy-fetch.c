@@ -154,6 +154,8 @@ static const struct content_estargz_chunk *at(const struct content_estargz_toc *
 
 static void queue_libraries(struct lazy_layer *l, const struct content_estargz_chunk *c,
                             const uint8_t *p);
+static void queue_file(struct lazy_fetch *f, uint32_t idx);
+static int64_t lookup_file(const struct content_estargz_toc *toc, const char *path);
 
 struct want {
 	uint32_t chunk;
@@ -444,6 +446,25 @@ static uint64_t neighbours_end(const struct content_estargz_toc *toc, uint32_t d
 	return end;
 }
 
+/* Whether [start, end) is queued for the workers or being fetched. */
+static bool foreseen(struct lazy_fetch *f, uint64_t start, uint64_t end)
+{
+	struct lazy_layer *l = f->l;
+	bool found = false;
+
+	pthread_mutex_lock(&f->lock);
+	for (unsigned i = 0; i < f->n && !found; i++) {
+		const struct piece *p = &f->q[(f->head + i) % QUEUE_MAX];
+		found = p->start < end && start < p->end;
+	}
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&l->lock);
+	for (unsigned i = 0; i < l->n_inflight && !found; i++)
+		found = l->inflight[i].start < end && start < l->inflight[i].end;
+	pthread_mutex_unlock(&l->lock);
+	return found;
+}
+
 /* After a miss of entry idx whose fetch is [start, end) and covers the
  * file's chunks before `next`. */
 static void read_ahead(struct lazy_layer *l, uint32_t idx, uint32_t next, uint64_t start,
@@ -464,7 +485,10 @@ static void read_ahead(struct lazy_layer *l, uint32_t idx, uint32_t next, uint64
 		}
 		return;
 	}
-	if (end - start <= NEIGHBOUR_MEMBER_MAX) {
+	/* A file that read-ahead already has in flight or queued (a stale
+	 * .pyc's source, a library) was foreseen: no neighbours for it (they
+	 * were python's unread encodings, 0.5% of the image). */
+	if (end - start <= NEIGHBOUR_MEMBER_MAX && !foreseen(f, start, end)) {
 		uint64_t max = dir_miss(f, e->parent) > 1 ? NEIGHBOUR_MAX : NEIGHBOUR_FIRST;
 		enqueue_range(f, end, neighbours_end(toc, e->parent, end, max));
 	}
@@ -504,25 +528,23 @@ void lazy_fetch_start(struct lazy_fetch *f)
 	        "lib/aarch64-linux-gnu/libc.so.6",
 	        "lib/ld-musl-x86_64.so.1",
 	        "lib/ld-musl-aarch64.so.1",
+	        /* glibc's setlocale for C.UTF-8 (python coerces the C locale
+	         * to it) and its iconv, and the time zone */
+	        "usr/lib/locale/C.utf8/LC_CTYPE",
+	        "usr/lib/locale/C.UTF-8/LC_CTYPE",
+	        "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache",
+	        "usr/lib/aarch64-linux-gnu/gconv/gconv-modules.cache",
+	        "etc/localtime",
 	};
 	const struct content_estargz_toc *toc = f->l->toc;
 
 	if (toc->prefetch_end > 0 || f->l->mgr->opts.no_prefetch)
 		return;
 	for (size_t i = 0; i < ELEMENTSOF(startup); i++) {
-		int64_t idx = lookup_path(toc, startup[i]);
-		const struct content_estargz_entry *e;
+		int64_t idx = lookup_file(toc, startup[i]);
 
-		if (idx < 0)
-			continue;
-		e = &toc->entries[content_estargz_resolve(toc, (uint32_t)idx)];
-		if (!S_ISREG(e->mode))
-			continue;
-		for (uint32_t k = e->first_chunk; k < e->first_chunk + e->n_chunks; k++) {
-			const struct content_estargz_chunk *c = &toc->chunks[k];
-			if (!lazy_cache_has(f->l->mgr->cache, &c->digest))
-				enqueue(f, c->offset, c->end);
-		}
+		if (idx >= 0)
+			queue_file(f, (uint32_t)idx);
 	}
 }
 
@@ -716,6 +738,98 @@ static void queue_libraries(struct lazy_layer *l, const struct content_estargz_c
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* --- python sources ---------------------------------------------------------- */
+
+/* Queue an entry's uncached chunks. */
+static void queue_file(struct lazy_fetch *f, uint32_t idx)
+{
+	const struct content_estargz_toc *toc = f->l->toc;
+	const struct content_estargz_entry *e = &toc->entries[idx];
+
+	for (uint32_t k = e->first_chunk; k < e->first_chunk + e->n_chunks; k++)
+		if (!lazy_cache_has(f->l->mgr->cache, &toc->chunks[k].digest))
+			enqueue(f, toc->chunks[k].offset, toc->chunks[k].end);
+}
+
+/* Regular file at path relative to the layer root, following symlinks (an
+ * absolute target is taken from the layer root): -1 when there is none. */
+static int64_t lookup_file(const struct content_estargz_toc *toc, const char *path)
+{
+	int64_t e = lookup_path(toc, path);
+
+	for (int hops = 0; e >= 0 && hops < 4 && S_ISLNK(toc->entries[e].mode); hops++) {
+		const char *t = content_estargz_str(toc, toc->entries[e].link);
+		e = t[0] == '/' ? lookup_path(toc, t + 1) : -1;
+	}
+	if (e < 0)
+		return -1;
+	e = content_estargz_resolve(toc, (uint32_t)e);
+	return S_ISREG(toc->entries[e].mode) ? e : -1;
+}
+
+/* Python reads a module's source right after its bytecode when the .pyc
+ * records another source mtime or size than the source has (images whose
+ * build reset the sources' mtimes): for D/__pycache__/M.TAG.pyc whose first
+ * 16 bytes are hdr, queue D/M.py when it is stale. Only files that were
+ * opened: queuing the sources of read-ahead bytecode would double it. */
+static void queue_stale_source(struct lazy_layer *l, uint32_t idx, const uint8_t *hdr)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *e = &toc->entries[idx], *s;
+	const char *name = content_estargz_str(toc, e->name);
+	char src[NAME_MAX_];
+	uint32_t flags, mtime, size;
+	int64_t si;
+	size_t stem = strcspn(name, ".");
+
+	flags = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (uint32_t)hdr[7] << 24;
+	mtime = hdr[8] | hdr[9] << 8 | hdr[10] << 16 | (uint32_t)hdr[11] << 24;
+	size = hdr[12] | hdr[13] << 8 | hdr[14] << 16 | (uint32_t)hdr[15] << 24;
+	if (flags != 0 || stem == 0 || stem + 4 > sizeof(src))
+		return; /* hash-based .pyc: python checks it without the source's data */
+	memcpy(src, name, stem);
+	strcpy(src + stem, ".py");
+	si = content_estargz_lookup(toc, toc->entries[e->parent].parent, src, stem + 3);
+	for (int hops = 0; si >= 0 && hops < 4 && S_ISLNK(toc->entries[si].mode); hops++) {
+		const char *t = content_estargz_str(toc, toc->entries[si].link);
+		si = t[0] == '/' ? lookup_path(toc, t + 1) : -1;
+	}
+	if (si < 0)
+		return;
+	si = content_estargz_resolve(toc, (uint32_t)si);
+	s = &toc->entries[si];
+	if (!S_ISREG(s->mode) || ((uint32_t)s->mtime_sec == mtime && (uint32_t)s->size == size))
+		return;
+	queue_file(l->fetch, (uint32_t)si);
+}
+
+/* Whether entry idx is a .pyc in a __pycache__ directory. */
+static bool is_pyc(const struct content_estargz_toc *toc, uint32_t idx)
+{
+	const struct content_estargz_entry *e = &toc->entries[idx];
+	const char *name = content_estargz_str(toc, e->name);
+	size_t n = strlen(name);
+
+	return n > 4 && streq(name + n - 4, ".pyc") && e->parent != 0 &&
+	       streq(content_estargz_str(toc, toc->entries[e->parent].name), "__pycache__");
+}
+
+void lazy_fetch_opened(struct lazy_layer *l, uint32_t idx)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *e = &toc->entries[idx];
+	uint8_t hdr[16];
+
+	if (!l->fetch || atomic_load(&l->stopping) || !S_ISREG(e->mode) || e->n_chunks == 0 ||
+	    e->size < sizeof(hdr) || !is_pyc(toc, idx))
+		return;
+	/* not cached yet: lazy_fetch_read() looks once the read has it */
+	if (lazy_cache_read(l->mgr->cache, &toc->chunks[e->first_chunk].digest,
+	                    toc->chunks[e->first_chunk].size, hdr, sizeof(hdr),
+	                    0) == (ssize_t)sizeof(hdr))
+		queue_stale_source(l, idx, hdr);
+}
+
 ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off)
 {
 	const struct content_estargz_toc *toc = l->toc;
@@ -776,6 +890,8 @@ ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t le
 		done += w.len;
 		tries = 0;
 	}
+	if (off == 0 && done >= 16 && l->fetch && is_pyc(toc, idx))
+		queue_stale_source(l, idx, buf);
 	return (ssize_t)done;
 }
 

@@ -272,6 +272,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = r;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
+	/* before the reply: the opener's next read follows it at once */
+	lazy_fetch_opened(l, r);
 	fuse_reply_open(req, fi);
 }
 

@@ -319,6 +319,10 @@ static int connect_holder(const char *run_dir)
 	sock_addr(dirfd, &sa);
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return negative_errno();
+	/* A holder that does not answer GET (stopped, wedged) must not hang
+	 * the daemon's start: the error path goes on without it. */
+	(void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){.tv_sec = 10},
+	                 sizeof(struct timeval));
 	return TAKE_FD(s);
 }
 
@@ -362,11 +366,19 @@ static int spawn_holder(struct lazy_handover *h)
 		if (fork() != 0)
 			_exit(0);
 		(void)setsid();
+		/* It outlives us: never keep the daemon's cwd busy. */
+		if (chdir("/") < 0)
+			_exit(127);
 		sigemptyset(&none);
 		(void)sigprocmask(SIG_SETMASK, &none, NULL);
 		null = open("/dev/null", O_RDWR);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
-		    dup2(lfd, HOLDER_LISTEN_FD) < 0 || dup2(dirfd, HOLDER_DIR_FD) < 0)
+		/* Above the fixed fds first: dup2 onto itself would keep
+		 * O_CLOEXEC, and dirfd may sit where lfd goes. */
+		lfd = fcntl(lfd, F_DUPFD, HOLDER_DIR_FD + 1);
+		dirfd = fcntl(dirfd, F_DUPFD, HOLDER_DIR_FD + 1);
+		if (null < 0 || lfd < 0 || dirfd < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+		    dup2(null, 2) < 0 || dup2(lfd, HOLDER_LISTEN_FD) < 0 ||
+		    dup2(dirfd, HOLDER_DIR_FD) < 0)
 			_exit(127);
 		(void)close_range(HOLDER_DIR_FD + 1, ~0U, 0);
 		execv("/proc/self/exe", argv);

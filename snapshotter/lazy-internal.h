@@ -176,6 +176,9 @@ void lazy_fetch_wait_idle(struct lazy_fetch *f);
 /* lazy_layer_read(), answered as soon as the read's own chunks are verified,
  * while l->fetch's workers fetch what comes next. */
 ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off);
+/* Entry idx was opened: queue what its opener will read next (a stale
+ * .pyc's source). Never blocks on the network. */
+void lazy_fetch_opened(struct lazy_layer *l, uint32_t idx);
 
 /* --- lazy-fs.c ------------------------------------------------------------ */
 

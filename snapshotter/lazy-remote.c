@@ -724,10 +724,18 @@ int snap_lazy_stats(struct snap_store *s, const char *key, struct snap_lazy_stat
 	r = snap_get_id(s, key, &id, NULL);
 	if (r < 0)
 		return r;
-	l = lazy_manager_find(s->lazy, id);
-	if (!l)
+	/* Under the manager's lock: a Remove of this snapshot (metrics walk
+	 * every snapshot while containerd removes some) frees l only after it
+	 * left m->layers. */
+	pthread_mutex_lock(&s->lazy->lock);
+	l = NULL;
+	for (size_t i = 0; i < s->lazy->n_layers && !l; i++)
+		if (s->lazy->layers[i]->id == id)
+			l = s->lazy->layers[i];
+	if (!l) {
+		pthread_mutex_unlock(&s->lazy->lock);
 		return -ENOENT;
-	/* l stays valid: only Remove of this snapshot drops it */
+	}
 	*ret = (struct snap_lazy_stats){
 	        .bytes_fetched = atomic_load(&l->bytes_fetched),
 	        .requests = atomic_load(&l->requests),
@@ -749,6 +757,7 @@ int snap_lazy_stats(struct snap_store *s, const char *key, struct snap_lazy_stat
 	                                    : 0,
 	        .pull_credentials = content_registry_client_routed(s->lazy->registry, l->ref),
 	};
+	pthread_mutex_unlock(&s->lazy->lock);
 	return 0;
 }
 

@@ -31,6 +31,9 @@
 # Usage: bench/lazy/run.sh [BUILD_DIR] [ROUNDS] [PARTS]
 #   PARTS: any of "cold shaped cached rss" (default: all)
 # STRATA_BENCH_LOGS=DIR keeps each lazy round's daemon log (debug level).
+# STRATA_BENCH_B=BUILD_DIR (cold only): each round also runs that build's
+# lazy round, after BUILD_DIR's, and prints both against the same
+# containerd round (the medians stay BUILD_DIR's).
 # Needs root, network once (build-image.sh's debootstrap, cached in
 # /var/cache/strata-bench, as are the converted python image and the 1 GiB
 # test image; remove $CACHE/python-esgz.done after changing build-image.sh).
@@ -255,6 +258,20 @@ cold_link() {
 		SR+=("$sr") S2+=("$s2")
 		printf 'round %d: containerd pull %.2f s + run %.2f s (first output %.2f s; 2nd run %.2f s) | strata rpull %.2f s + run %.2f s (first output %.2f s; 2nd run %.2f s), %d bytes in %d requests\n' \
 			"$i" "$cp" "$ce" "$cf" "$c2" "$sp" "$se" "$sf" "$s2" "$sb" "$sr"
+		# STRATA_BENCH_B=BUILD_DIR: a second build's lazy round right
+		# after, against the same containerd round (A/B in one run)
+		if [ -n "${STRATA_BENCH_B:-}" ]; then
+			local sa=$STRATA
+			STRATA=$STRATA_BENCH_B/cli/strata
+			round_lazy "$host" "$WORK/lazyb$i"
+			STRATA=$sa
+			read -r sp sf se sb sr s2 <<<"$RES"
+			printf 'round %d B: strata rpull %.2f s + run %.2f s (first output %.2f s; 2nd run %.2f s), %d bytes in %d requests; cold ratio %.3fx, run phase ratio %.2fx\n' \
+				"$i" "$sp" "$se" "$sf" "$s2" "$sb" "$sr" "$(echo "($sp + $se) / ($cp + $ce)" | bc -l)" \
+				"$(echo "$sf / $cf" | bc -l)"
+			printf 'round %d A: cold ratio %.3fx, run phase ratio %.2fx\n' "$i" \
+				"$(echo "(${SP[-1]} + ${SE[-1]}) / ($cp + $ce)" | bc -l)" "$(echo "${SF[-1]} / $cf" | bc -l)"
+		fi
 	done
 	c=$(median "${CT[@]}")
 	s=$(median "${ST[@]}")

@@ -446,7 +446,7 @@ restart_under_container() {
 	# the holder keeps both layers' connections
 	holder=$(cat "$STRATA_ROOT_DIR/run/fuse-fds.pid")
 	kill -0 "$holder"
-	[ "$(ls "/proc/$holder/fd" | wc -l)" -ge 5 ]
+	[ "$(ls -l "/proc/$holder/fd" | grep -c ' -> /dev/fuse$')" -eq 2 ]
 
 	restart_strata "$sig"
 	wait_for 20 grep -q "remote snapshots: 2 remounted, 0 failed" "$TEST_TMP/strata.log"

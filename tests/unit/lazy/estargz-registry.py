@@ -228,7 +228,24 @@ STARTUP = [{"name": "etc/", "type": "dir"},
            {"name": "etc/motd", "type": "reg", "data": pattern(2000, "motd")},
            {"name": "usr/lib/x86_64-linux-gnu/", "type": "dir"},
            {"name": "usr/lib/x86_64-linux-gnu/libc.so.6", "type": "reg",
-            "data": pattern(200000, "libc")}]
+            "data": pattern(200000, "libc")},
+           {"name": "etc/localtime", "type": "symlink", "link": "/usr/share/zoneinfo/Etc/UTC"},
+           {"name": "usr/share/zoneinfo/Etc/", "type": "dir"},
+           {"name": "usr/share/zoneinfo/Etc/UTC", "type": "reg", "data": pattern(114, "utc")},
+           # python bytecode: stale.py's .pyc records another mtime (python
+           # reads the source next), fresh.py's is valid
+           {"name": "usr/lib/python3/", "type": "dir"},
+           {"name": "usr/lib/python3/stale.py", "type": "reg", "data": pattern(3000, "stale")},
+           {"name": "usr/lib/python3/fresh.py", "type": "reg", "data": pattern(3000, "fresh")},
+           {"name": "usr/lib/python3/__pycache__/", "type": "dir"},
+           {"name": "usr/lib/python3/__pycache__/stale.cpython-311.pyc", "type": "reg",
+            "data": b"\xa7\x0d\x0d\x0a" + (0).to_bytes(4, "little") +
+            (MTIME_EPOCH - 60).to_bytes(4, "little") + (3000).to_bytes(4, "little") +
+            pattern(500, "stale-pyc")},
+           {"name": "usr/lib/python3/__pycache__/fresh.cpython-311.pyc", "type": "reg",
+            "data": b"\xa7\x0d\x0d\x0a" + (0).to_bytes(4, "little") +
+            MTIME_EPOCH.to_bytes(4, "little") + (3000).to_bytes(4, "little") +
+            pattern(500, "fresh-pyc")}]
 
 
 def corrupt_ra(toc):

@@ -396,7 +396,42 @@ static void test_startup_files(void **state)
 	assert_true(startup_cached("etc/passwd"));
 	assert_true(startup_cached("usr/lib/x86_64-linux-gnu/libc.so.6"));
 	assert_false(startup_cached("etc/motd"));
+	/* through the /etc/localtime symlink */
+	assert_true(startup_cached("usr/share/zoneinfo/Etc/UTC"));
 	assert_int_equal(snap_remove(store, "chain-startup", NULL), 0);
+}
+
+/* Opening a .pyc whose recorded source mtime differs from the source's
+ * fetches the source along (python reads it next); a valid one does not.
+ * stale's .pyc is read from the registry (the read path looks), fresh's is
+ * already cached by then as its neighbour (the open looks). */
+static void test_stale_pyc_source(void **state)
+{
+	struct lazy_layer *l;
+	_cleanup_free_ char *p = NULL, *q = NULL, *data = NULL, *data2 = NULL;
+	size_t len;
+	uint64_t id;
+
+	assert_int_equal(lazy_cache_evict(store->lazy->cache, 0), 0);
+	assert_int_equal(prepare("startup", "startup", "chain-pyc", "", true, NULL, NULL), -EEXIST);
+	assert_int_equal(snap_get_id(store, "chain-pyc", &id, NULL), 0);
+	l = lazy_manager_find(store->lazy, id);
+	assert_non_null(l);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_false(startup_cached("usr/lib/python3/stale.py"));
+	assert_false(startup_cached("usr/lib/python3/__pycache__/fresh.cpython-311.pyc"));
+	p = fs_path("chain-pyc", "usr/lib/python3/__pycache__/stale.cpython-311.pyc");
+	read_file(p, &data, &len);
+	assert_int_equal(len, 516);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(startup_cached("usr/lib/python3/stale.py"));
+	assert_true(startup_cached("usr/lib/python3/__pycache__/fresh.cpython-311.pyc"));
+	q = fs_path("chain-pyc", "usr/lib/python3/__pycache__/fresh.cpython-311.pyc");
+	read_file(q, &data2, &len);
+	assert_int_equal(len, 516);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_false(startup_cached("usr/lib/python3/fresh.py"));
+	assert_int_equal(snap_remove(store, "chain-pyc", NULL), 0);
 }
 
 /* A read of chunk 0 of data/big reads chunks 1-4 ahead; chunk 2 does not
@@ -451,6 +486,9 @@ static void test_read_ahead_registry_down(void **state)
 	/* cached chunks are still served */
 	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 1 << 16), 1 << 16);
 	check_chunk(buf, 1 << 16, 1);
+	/* the failed read's read-ahead fails too: let it end first, or its
+	 * late "unhealthy" could land after the good read below */
+	lazy_fetch_wait_idle(l->fetch);
 	registry_fail_from(-1);
 	assert_int_equal(lazy_fetch_read(l, big, buf, 1 << 16, 4 << 16), 1 << 16);
 	check_chunk(buf, 1 << 16, 4);
@@ -777,6 +815,7 @@ int main(void)
 	        cmocka_unit_test(test_read_ahead_libraries),
 	        cmocka_unit_test(test_read_ahead_libraries_second_chunk),
 	        cmocka_unit_test(test_startup_files),
+	        cmocka_unit_test(test_stale_pyc_source),
 	        cmocka_unit_test(test_read_ahead_registry_down),
 	        cmocka_unit_test(test_sibling_toc_ahead),
 	        cmocka_unit_test(test_fallbacks),
