@@ -94,8 +94,9 @@ static double now_ms(void)
 }
 
 /* Wait until no in-flight fetch overlaps [start, end), then claim it.
- * false when one did overlap (the caller looks at the cache again). The
- * same protocol as lazy-layer.c's, on the same table. */
+ * false when one did overlap (the caller looks at the cache again). Every
+ * fetch of the layer (reads, read-ahead, prefetch, background) goes
+ * through here, on the layer's in-flight table. */
 static bool claim(struct lazy_layer *l, uint64_t start, uint64_t end)
 {
 	bool waited = false;
@@ -132,8 +133,7 @@ static void release(struct lazy_layer *l, uint64_t start)
 	pthread_mutex_unlock(&l->lock);
 }
 
-/* First position in by_offset whose chunk starts at or after off. */
-static uint32_t first_at(const struct content_estargz_toc *toc, uint64_t off)
+uint32_t lazy_fetch_first_at(const struct content_estargz_toc *toc, uint64_t off)
 {
 	uint32_t lo = 0, hi = toc->n_chunks;
 
@@ -176,7 +176,7 @@ static int decode(struct lazy_layer *l, const uint8_t *buf, uint64_t start, size
 	size_t out_cap = 0;
 	int result = 0;
 
-	for (uint32_t p = first_at(toc, start); p < toc->n_chunks;) {
+	for (uint32_t p = lazy_fetch_first_at(toc, start); p < toc->n_chunks;) {
 		const struct content_estargz_chunk *g = at(toc, p);
 		uint64_t need = 0;
 		uint32_t q;
@@ -282,6 +282,11 @@ static int fetch(struct lazy_layer *l, uint64_t start, uint64_t end, struct want
 	return r;
 }
 
+int lazy_fetch_span(struct lazy_layer *l, uint64_t start, uint64_t end, const char *why)
+{
+	return fetch(l, start, end, NULL, why);
+}
+
 /* --- read-ahead workers ----------------------------------------------------- */
 
 /* Trim [*start, *end) to the uncached members it holds (the first and last
@@ -291,7 +296,7 @@ static bool trim(struct lazy_layer *l, uint64_t *start, uint64_t *end)
 	const struct content_estargz_toc *toc = l->toc;
 	uint64_t s = UINT64_MAX, e = 0;
 
-	for (uint32_t p = first_at(toc, *start); p < toc->n_chunks; p++) {
+	for (uint32_t p = lazy_fetch_first_at(toc, *start); p < toc->n_chunks; p++) {
 		const struct content_estargz_chunk *c = at(toc, p);
 		if (c->end > *end)
 			break;
@@ -379,7 +384,7 @@ static void enqueue_range(struct lazy_fetch *f, uint64_t start, uint64_t end)
 	const struct content_estargz_toc *toc = f->l->toc;
 	uint64_t ps = 0, pe = 0;
 
-	for (uint32_t p = first_at(toc, start); p < toc->n_chunks;) {
+	for (uint32_t p = lazy_fetch_first_at(toc, start); p < toc->n_chunks;) {
 		const struct content_estargz_chunk *g = at(toc, p);
 		uint64_t member = g->offset;
 		bool cached = true;
@@ -429,7 +434,7 @@ static uint64_t neighbours_end(const struct content_estargz_toc *toc, uint32_t d
 {
 	uint64_t end = from;
 
-	for (uint32_t p = first_at(toc, from); p < toc->n_chunks;) {
+	for (uint32_t p = lazy_fetch_first_at(toc, from); p < toc->n_chunks;) {
 		const struct content_estargz_chunk *g = at(toc, p);
 		uint64_t member = g->offset;
 

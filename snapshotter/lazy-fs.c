@@ -14,7 +14,7 @@
  *
  * Threads: one session per layer, served by libfuse's multi-threaded loop
  * (at most opts.fuse_threads workers) on its own thread. Handlers share only
- * the immutable TOC and the layer's fetch path (lazy-layer.c), which takes
+ * the immutable TOC and the layer's fetch path (lazy-fetch.c), which takes
  * no lock across network I/O; no lock is held here around fuse_reply_*.
  */
 #define FUSE_USE_VERSION 312

@@ -2,7 +2,7 @@
 /*
  * Private to snapshotter/: lazy (remote) layers. An eStargz layer is served
  * by a FUSE file system (lazy-fs.c) mounted on ROOT/snapshots/<id>/fs, whose
- * reads fetch chunks from the registry (lazy-layer.c) through a chunk cache
+ * reads fetch chunks from the registry (lazy-fetch.c) through a chunk cache
  * shared by all layers (lazy-cache.c). lazy-remote.c decides, in Prepare,
  * whether a layer can be served remotely, and remounts after a restart.
  *
@@ -147,9 +147,6 @@ int lazy_layer_new(struct lazy_manager *m, uint64_t id, const char *ref,
                    struct lazy_layer **ret);
 struct lazy_layer *lazy_layer_free(struct lazy_layer *l);
 
-/* Read file data of entry idx (already resolved through hardlinks): the
- * byte count, or -EIO when the bytes cannot be fetched and verified. */
-ssize_t lazy_layer_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off);
 /* Fetch and cache every chunk with a member in [start, end) of the blob:
  * the prefetch (one Range request when it fits) and background fetch. */
 int lazy_layer_fetch_range(struct lazy_layer *l, uint64_t start, uint64_t end);
@@ -173,9 +170,17 @@ struct lazy_fetch *lazy_fetch_free(struct lazy_fetch *f);
 void lazy_fetch_start(struct lazy_fetch *f);
 /* Wait until no read-ahead is queued or running (tests). */
 void lazy_fetch_wait_idle(struct lazy_fetch *f);
-/* lazy_layer_read(), answered as soon as the read's own chunks are verified,
- * while l->fetch's workers fetch what comes next. */
+/* Read file data of entry idx (already resolved through hardlinks): the
+ * byte count, or -EIO when the bytes cannot be fetched and verified.
+ * Answered as soon as the read's own chunks are verified, while l->fetch's
+ * workers fetch what comes next. */
 ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t len, uint64_t off);
+/* One Range request for [start, end) of the blob; every chunk whose member
+ * lies in it is verified and cached. -EAGAIN when an overlapping fetch was
+ * waited for instead (look at the cache again), -EIO when it failed. */
+int lazy_fetch_span(struct lazy_layer *l, uint64_t start, uint64_t end, const char *why);
+/* First position in toc->by_offset whose chunk starts at or after off. */
+uint32_t lazy_fetch_first_at(const struct content_estargz_toc *toc, uint64_t off);
 /* Entry idx was opened: queue what its opener will read next (a stale
  * .pyc's source). Never blocks on the network. */
 void lazy_fetch_opened(struct lazy_layer *l, uint32_t idx);

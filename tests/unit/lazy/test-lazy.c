@@ -585,7 +585,7 @@ static void test_remote_prepare_and_read(void **state)
 	l = lazy_manager_find(store->lazy, id);
 	assert_non_null(l);
 	char buf[4096];
-	assert_int_equal(lazy_layer_read(l, content_estargz_resolve(l->toc, 2), buf, 10, 0) >= 0,
+	assert_int_equal(lazy_fetch_read(l, content_estargz_resolve(l->toc, 2), buf, 10, 0) >= 0,
 	                 1);
 	assert_int_equal(registry_bytes(), b2);
 }
