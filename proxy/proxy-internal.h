@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <nghttp2/nghttp2.h>
 
 #include "proxy.h"
@@ -245,3 +246,63 @@ void proxy_notify_stopping(void);
 
 /* health.c */
 int proxy_health_register(struct proxy_server *server, struct strata_error **ret_err);
+
+/* svc-common.c: protobuf helpers the services share. */
+
+/* struct content_label and struct snap_label have this layout (checked in
+ * svc-common.c), so either array converts with a cast. */
+struct proxy_label {
+	char *key;
+	char *value;
+};
+
+/* Every map<string,string> entry message protobuf-c generates (LabelsEntry)
+ * has this layout; only the descriptor differs. */
+struct proxy_label_pb {
+	ProtobufCMessage base;
+	char *key;
+	char *value;
+};
+
+/* An array of n entries of the map entry type entry_desc holding copies of
+ * labels (never NULL for n == 0), or NULL when out of memory. Free with
+ * proxy_labels_pb_free(). */
+struct proxy_label_pb **proxy_labels_to_pb(const ProtobufCMessageDescriptor *entry_desc,
+                                           const struct proxy_label *labels, size_t n);
+/* Accepts NULL, and an array proxy_labels_to_pb() only partly filled. */
+void proxy_labels_pb_free(struct proxy_label_pb **entries, size_t n);
+/* A request's map entries as labels borrowing their strings; free() the
+ * array only. NULL when out of memory. */
+struct proxy_label *proxy_labels_from_pb(struct proxy_label_pb *const *entries, size_t n);
+
+struct Google__Protobuf__Timestamp;
+/* A heap Timestamp (free()), or NULL. */
+struct Google__Protobuf__Timestamp *proxy_timestamp_new(const struct timespec *ts);
+
+/* List responses carry this many infos each, like containerd's. */
+#define PROXY_LIST_BATCH 100
+
+/* The layout of a List response: { repeated Info info = 1; } (checked in
+ * svc-common.c). */
+struct proxy_list_pb {
+	ProtobufCMessage base;
+	size_t n_items;
+	ProtobufCMessage **items;
+};
+
+/* Infos gathered for the next List response; on the handler's stack. */
+struct proxy_list_batch {
+	struct proxy_call *call;
+	const ProtobufCMessageDescriptor *desc; /* of the response message */
+	void (*free_item)(ProtobufCMessage *item);
+	ProtobufCMessage *items[PROXY_LIST_BATCH];
+	size_t n;
+};
+
+/* Take item (NULL: returns -ENOMEM) and send a response when the batch is
+ * full. */
+int proxy_list_add(struct proxy_list_batch *b, ProtobufCMessage *item);
+/* Send what is gathered (nothing when empty) and free it. */
+int proxy_list_flush(struct proxy_list_batch *b);
+/* Free what is gathered without sending. */
+void proxy_list_done(struct proxy_list_batch *b);

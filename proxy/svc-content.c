@@ -21,7 +21,6 @@ typedef Containerd__Services__Content__V1__Info InfoPb;
 typedef Containerd__Services__Content__V1__Info__LabelsEntry LabelPb;
 typedef Containerd__Services__Content__V1__Status StatusPb;
 
-#define LIST_BATCH 100
 #define READ_CHUNK (1024 * 1024)
 
 static void timestamp_set(Google__Protobuf__Timestamp *t, const struct timespec *ts)
@@ -36,20 +35,13 @@ struct info_box {
 	InfoPb pb;
 	Google__Protobuf__Timestamp created, updated;
 	char digest[STRATA_DIGEST_STRING_MAX];
-	LabelPb *entries;
-	LabelPb **entry_ptrs;
 };
 
 static struct info_box *info_box_free(struct info_box *b)
 {
 	if (!b)
 		return NULL;
-	for (size_t i = 0; i < b->pb.n_labels; i++) {
-		free(b->entries[i].key);
-		free(b->entries[i].value);
-	}
-	free(b->entries);
-	free(b->entry_ptrs);
+	proxy_labels_pb_free((struct proxy_label_pb **)b->pb.labels, b->pb.n_labels);
 	free(b);
 	return NULL;
 }
@@ -57,15 +49,16 @@ static struct info_box *info_box_free(struct info_box *b)
 static struct info_box *info_box_new(const struct content_info *info)
 {
 	struct info_box *b = calloc(1, sizeof(*b));
-	size_t n = info->n_labels;
 
 	if (!b)
 		return NULL;
 	containerd__services__content__v1__info__init(&b->pb);
-	b->entries = calloc(MAX(n, (size_t)1), sizeof(*b->entries));
-	b->entry_ptrs = calloc(MAX(n, (size_t)1), sizeof(*b->entry_ptrs));
-	if (!b->entries || !b->entry_ptrs)
+	b->pb.labels = (LabelPb **)proxy_labels_to_pb(
+	        &containerd__services__content__v1__info__labels_entry__descriptor,
+	        (const struct proxy_label *)info->labels, info->n_labels);
+	if (!b->pb.labels)
 		return info_box_free(b);
+	b->pb.n_labels = info->n_labels;
 	(void)strata_digest_format(&info->digest, b->digest);
 	b->pb.digest = b->digest;
 	b->pb.size = info->size;
@@ -73,29 +66,14 @@ static struct info_box *info_box_new(const struct content_info *info)
 	timestamp_set(&b->updated, &info->updated_at);
 	b->pb.created_at = &b->created;
 	b->pb.updated_at = &b->updated;
-	b->pb.labels = b->entry_ptrs;
-	for (size_t i = 0; i < n; i++) {
-		containerd__services__content__v1__info__labels_entry__init(&b->entries[i]);
-		b->entry_ptrs[i] = &b->entries[i];
-		b->pb.n_labels++;
-		b->entries[i].key = strdup(info->labels[i].key);
-		b->entries[i].value = strdup(info->labels[i].value);
-		if (!b->entries[i].key || !b->entries[i].value)
-			return info_box_free(b);
-	}
 	return b;
 }
 
-/* Borrow a request's map entries as content_labels (no copies). */
-static struct content_label *labels_from_pb(LabelPb **entries, size_t n)
+/* Borrow a request's map entries (any LabelsEntry array: one layout, see
+ * struct proxy_label_pb) as content_labels (no copies). */
+static struct content_label *labels_from_pb(void *entries, size_t n)
 {
-	struct content_label *l = calloc(MAX(n, (size_t)1), sizeof(*l));
-
-	if (!l)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		l[i] = (struct content_label){.key = entries[i]->key, .value = entries[i]->value};
-	return l;
+	return (struct content_label *)proxy_labels_from_pb(entries, n);
 }
 
 static int send_empty(struct proxy_call *call)
@@ -182,59 +160,45 @@ static int content_svc_update(struct proxy_call *call, const ProtobufCMessage *r
 }
 
 struct list_batch {
-	struct proxy_call *call;
+	struct proxy_list_batch b;
 	struct content_store *store;
-	struct info_box *boxes[LIST_BATCH];
-	InfoPb *infos[LIST_BATCH];
-	size_t n;
 };
 
-static int list_flush(struct list_batch *b)
+/* The batch holds &box->pb, the first member of its box. */
+static void list_item_free(ProtobufCMessage *item)
 {
-	Containerd__Services__Content__V1__ListContentResponse resp =
-	        CONTAINERD__SERVICES__CONTENT__V1__LIST_CONTENT_RESPONSE__INIT;
-	int r;
-
-	if (b->n == 0)
-		return 0;
-	resp.info = b->infos;
-	resp.n_info = b->n;
-	r = proxy_call_send(b->call, &resp.base);
-	for (size_t i = 0; i < b->n; i++)
-		info_box_free(b->boxes[i]);
-	b->n = 0;
-	return r;
+	info_box_free((struct info_box *)item);
 }
 
 static int list_one(const struct content_info *info, void *userdata)
 {
-	struct list_batch *b = userdata;
-	int r = content_mark_is_private(b->store, &info->digest);
+	struct list_batch *l = userdata;
+	int r = content_mark_is_private(l->store, &info->digest);
+	struct info_box *box;
 
 	if (r != 0)
 		return r > 0 ? 0 : r; /* Strata's own: invisible to containerd */
-	b->boxes[b->n] = info_box_new(info);
-	if (!b->boxes[b->n])
-		return -ENOMEM;
-	b->infos[b->n] = &b->boxes[b->n]->pb;
-	if (++b->n == LIST_BATCH)
-		return list_flush(b);
-	return 0;
+	box = info_box_new(info);
+	return proxy_list_add(&l->b, box ? &box->pb.base : NULL);
 }
 
 static int content_svc_list(struct proxy_call *call, const ProtobufCMessage *request,
                             void *userdata, struct strata_error **ret_err)
 {
 	const Containerd__Services__Content__V1__ListContentRequest *req = (const void *)request;
-	struct list_batch b = {.call = call, .store = userdata};
+	struct list_batch l = {
+	        .b = {.call = call,
+	              .desc = &containerd__services__content__v1__list_content_response__descriptor,
+	              .free_item = list_item_free},
+	        .store = userdata,
+	};
 	int r;
 
-	r = content_walk(userdata, (const char *const *)req->filters, req->n_filters, list_one, &b,
+	r = content_walk(userdata, (const char *const *)req->filters, req->n_filters, list_one, &l,
 	                 ret_err);
 	if (r >= 0)
-		r = list_flush(&b);
-	for (size_t i = 0; i < b.n; i++)
-		info_box_free(b.boxes[i]);
+		r = proxy_list_flush(&l.b);
+	proxy_list_done(&l.b);
 	return r;
 }
 
@@ -483,8 +447,7 @@ static int write_step(struct proxy_call *call, struct content_store *store,
 
 	if (req->action == CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__COMMIT) {
 		_cleanup_free_ struct content_label *labels =
-		        /* Every map<string,string> entry type has the same layout. */
-		        labels_from_pb((LabelPb **)req->labels, req->n_labels);
+		        labels_from_pb(req->labels, req->n_labels);
 		struct strata_digest expected;
 		bool have_expected = req->expected && *req->expected;
 

@@ -76,6 +76,7 @@
 
 #include "empty.pb-c.h"
 #include "metrics.h"
+#include "proxy-internal.h"
 #include "pull-internal.h"
 
 #define LABEL_REMOTE "containerd.io/snapshot/remote"
@@ -84,18 +85,6 @@ typedef Strata__Images__V1__Image ImagePb;
 typedef Strata__Images__V1__Image__LabelsEntry ImageLabelPb;
 
 /* --- Image messages -------------------------------------------------------- */
-
-static Google__Protobuf__Timestamp *timestamp_new(const struct timespec *ts)
-{
-	Google__Protobuf__Timestamp *t = malloc(sizeof(*t));
-
-	if (!t)
-		return NULL;
-	google__protobuf__timestamp__init(t);
-	t->seconds = ts->tv_sec;
-	t->nanos = (int32_t)ts->tv_nsec;
-	return t;
-}
 
 static char *digest_strdup(const struct strata_digest *d)
 {
@@ -119,12 +108,7 @@ void proxy_image_pb_free(ImagePb *p)
 		free(p->chain_ids[i]);
 	free(p->chain_ids);
 	free(p->platform);
-	for (size_t i = 0; i < p->n_labels; i++) {
-		free(p->labels[i]->key);
-		free(p->labels[i]->value);
-		free(p->labels[i]);
-	}
-	free(p->labels);
+	proxy_labels_pb_free((struct proxy_label_pb **)p->labels, p->n_labels);
 	free(p);
 }
 
@@ -139,13 +123,17 @@ ImagePb *proxy_image_pb_new(const struct content_image_record *r)
 	p->digest = digest_strdup(&r->digest);
 	p->media_type = strdup(strempty(r->media_type));
 	p->size = r->size;
-	p->created_at = timestamp_new(&r->created_at);
-	p->updated_at = timestamp_new(&r->updated_at);
+	p->created_at = proxy_timestamp_new(&r->created_at);
+	p->updated_at = proxy_timestamp_new(&r->updated_at);
 	p->config_digest = digest_strdup(&r->config_digest);
 	p->manifest_digest = digest_strdup(&r->manifest_digest);
 	p->platform = strdup(strempty(r->platform));
 	p->chain_ids = calloc(MAX(r->n_chain_ids, (size_t)1), sizeof(*p->chain_ids));
-	p->labels = calloc(MAX(r->n_labels, (size_t)1), sizeof(*p->labels));
+	p->labels = (ImageLabelPb **)proxy_labels_to_pb(
+	        &strata__images__v1__image__labels_entry__descriptor,
+	        (const struct proxy_label *)r->labels, r->n_labels);
+	if (p->labels)
+		p->n_labels = r->n_labels;
 	if (!p->name || !p->digest || !p->media_type || !p->created_at || !p->updated_at ||
 	    !p->config_digest || !p->manifest_digest || !p->platform || !p->chain_ids || !p->labels)
 		goto fail;
@@ -154,18 +142,6 @@ ImagePb *proxy_image_pb_new(const struct content_image_record *r)
 		if (!p->chain_ids[i])
 			goto fail;
 		p->n_chain_ids++;
-	}
-	for (size_t i = 0; i < r->n_labels; i++) {
-		ImageLabelPb *e = malloc(sizeof(*e));
-
-		if (!e)
-			goto fail;
-		strata__images__v1__image__labels_entry__init(e);
-		p->labels[p->n_labels++] = e;
-		e->key = strdup(r->labels[i].key);
-		e->value = strdup(r->labels[i].value);
-		if (!e->key || !e->value)
-			goto fail;
 	}
 	return p;
 fail:
@@ -587,12 +563,7 @@ static void snap_pb_free(SnapPb *p)
 	free(p->kind);
 	free(p->created_at);
 	free(p->updated_at);
-	for (size_t i = 0; i < p->n_labels; i++) {
-		free(p->labels[i]->key);
-		free(p->labels[i]->value);
-		free(p->labels[i]);
-	}
-	free(p->labels);
+	proxy_labels_pb_free((struct proxy_label_pb **)p->labels, p->n_labels);
 	free(p->lazy);
 	free(p);
 }
@@ -608,23 +579,15 @@ static SnapPb *snap_pb_new(struct snap_store *snaps, const struct snap_info *inf
 	p->name = strdup(info->name);
 	p->parent = strdup(strempty(info->parent));
 	p->kind = strdup(snap_kind_to_string(info->kind));
-	p->created_at = timestamp_new(&info->created);
-	p->updated_at = timestamp_new(&info->updated);
-	p->labels = calloc(MAX(info->n_labels, (size_t)1), sizeof(*p->labels));
+	p->created_at = proxy_timestamp_new(&info->created);
+	p->updated_at = proxy_timestamp_new(&info->updated);
+	p->labels = (SnapLabelPb **)proxy_labels_to_pb(
+	        &strata__images__v1__snapshot__labels_entry__descriptor,
+	        (const struct proxy_label *)info->labels, info->n_labels);
+	if (p->labels)
+		p->n_labels = info->n_labels;
 	if (!p->name || !p->parent || !p->kind || !p->created_at || !p->updated_at || !p->labels)
 		goto fail;
-	for (size_t i = 0; i < info->n_labels; i++) {
-		SnapLabelPb *e = malloc(sizeof(*e));
-
-		if (!e)
-			goto fail;
-		strata__images__v1__snapshot__labels_entry__init(e);
-		p->labels[p->n_labels++] = e;
-		e->key = strdup(info->labels[i].key);
-		e->value = strdup(info->labels[i].value);
-		if (!e->key || !e->value)
-			goto fail;
-	}
 	p->strata = info->name[0] == '@';
 	p->remote = snap_info_label(info, LABEL_REMOTE) != NULL;
 	if (p->remote && snap_lazy_stats(snaps, info->name, &st) >= 0) {

@@ -20,8 +20,6 @@ typedef Containerd__Services__Snapshots__V1__Info SnapInfoPb;
 typedef Containerd__Services__Snapshots__V1__Info__LabelsEntry SnapLabelPb;
 typedef Containerd__Types__Mount MountPb;
 
-#define LIST_BATCH 100
-
 static bool strata_internal(const char *key)
 {
 	return key && key[0] == '@';
@@ -52,16 +50,11 @@ static int hidden(const char *key, struct strata_error **ret_err)
 	return strata_error_set(ret_err, -ENOENT, "snapshot %s does not exist", key);
 }
 
-/* Borrow a request's map entries as snap_labels (no copies). */
-static struct snap_label *labels_from_pb(SnapLabelPb **entries, size_t n)
+/* Borrow a request's map entries (any LabelsEntry array: one layout, see
+ * struct proxy_label_pb) as snap_labels (no copies). */
+static struct snap_label *labels_from_pb(void *entries, size_t n)
 {
-	struct snap_label *l = calloc(MAX(n, (size_t)1), sizeof(*l));
-
-	if (!l)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		l[i] = (struct snap_label){.key = entries[i]->key, .value = entries[i]->value};
-	return l;
+	return (struct snap_label *)proxy_labels_from_pb(entries, n);
 }
 
 /* A heap Info message with its own copies; free with info_pb_free(). */
@@ -73,25 +66,8 @@ static void info_pb_free(SnapInfoPb *p)
 	free(p->parent);
 	free(p->created_at);
 	free(p->updated_at);
-	for (size_t i = 0; i < p->n_labels; i++) {
-		free(p->labels[i]->key);
-		free(p->labels[i]->value);
-		free(p->labels[i]);
-	}
-	free(p->labels);
+	proxy_labels_pb_free((struct proxy_label_pb **)p->labels, p->n_labels);
 	free(p);
-}
-
-static Google__Protobuf__Timestamp *timestamp_new(const struct timespec *ts)
-{
-	Google__Protobuf__Timestamp *t = malloc(sizeof(*t));
-
-	if (!t)
-		return NULL;
-	google__protobuf__timestamp__init(t);
-	t->seconds = ts->tv_sec;
-	t->nanos = (int32_t)ts->tv_nsec;
-	return t;
 }
 
 static SnapInfoPb *info_pb_new(const struct snap_info *info)
@@ -104,27 +80,18 @@ static SnapInfoPb *info_pb_new(const struct snap_info *info)
 	p->name = strdup(strempty(info->name));
 	p->parent = strdup(strempty(info->parent));
 	p->kind = (Containerd__Services__Snapshots__V1__Kind)info->kind;
-	p->created_at = timestamp_new(&info->created);
-	p->updated_at = timestamp_new(&info->updated);
-	p->labels = calloc(MAX(info->n_labels, (size_t)1), sizeof(*p->labels));
-	if (!p->name || !p->parent || !p->created_at || !p->updated_at || !p->labels)
-		goto fail;
-	for (size_t i = 0; i < info->n_labels; i++) {
-		SnapLabelPb *e = malloc(sizeof(*e));
-
-		if (!e)
-			goto fail;
-		containerd__services__snapshots__v1__info__labels_entry__init(e);
-		p->labels[p->n_labels++] = e;
-		e->key = strdup(info->labels[i].key);
-		e->value = strdup(info->labels[i].value);
-		if (!e->key || !e->value)
-			goto fail;
+	p->created_at = proxy_timestamp_new(&info->created);
+	p->updated_at = proxy_timestamp_new(&info->updated);
+	p->labels = (SnapLabelPb **)proxy_labels_to_pb(
+	        &containerd__services__snapshots__v1__info__labels_entry__descriptor,
+	        (const struct proxy_label *)info->labels, info->n_labels);
+	if (p->labels)
+		p->n_labels = info->n_labels;
+	if (!p->name || !p->parent || !p->created_at || !p->updated_at || !p->labels) {
+		info_pb_free(p);
+		return NULL;
 	}
 	return p;
-fail:
-	info_pb_free(p);
-	return NULL;
 }
 
 /* Send mounts in a Prepare/View/Mounts response (all three share the shape). */
@@ -165,8 +132,7 @@ static int snapshots_prepare(struct proxy_call *call, const ProtobufCMessage *re
 {
 	const Containerd__Services__Snapshots__V1__PrepareSnapshotRequest *req =
 	        (const void *)request;
-	_cleanup_free_ struct snap_label *labels =
-	        labels_from_pb((SnapLabelPb **)req->labels, req->n_labels);
+	_cleanup_free_ struct snap_label *labels = labels_from_pb(req->labels, req->n_labels);
 	struct snap_mount *mounts = NULL;
 	size_t n = 0;
 	int r;
@@ -194,8 +160,7 @@ static int snapshots_view(struct proxy_call *call, const ProtobufCMessage *reque
                           struct strata_error **ret_err)
 {
 	const Containerd__Services__Snapshots__V1__ViewSnapshotRequest *req = (const void *)request;
-	_cleanup_free_ struct snap_label *labels =
-	        labels_from_pb((SnapLabelPb **)req->labels, req->n_labels);
+	_cleanup_free_ struct snap_label *labels = labels_from_pb(req->labels, req->n_labels);
 	struct snap_mount *mounts = NULL;
 	size_t n = 0;
 	int r;
@@ -238,8 +203,7 @@ static int snapshots_commit(struct proxy_call *call, const ProtobufCMessage *req
 {
 	const Containerd__Services__Snapshots__V1__CommitSnapshotRequest *req =
 	        (const void *)request;
-	_cleanup_free_ struct snap_label *labels =
-	        labels_from_pb((SnapLabelPb **)req->labels, req->n_labels);
+	_cleanup_free_ struct snap_label *labels = labels_from_pb(req->labels, req->n_labels);
 	int r;
 
 	if (strata_internal(req->key) || strata_internal(req->name))
@@ -318,7 +282,7 @@ static int snapshots_update(struct proxy_call *call, const ProtobufCMessage *req
 		return strata_error_set(ret_err, -EINVAL, "update without info");
 	if (strata_internal(req->info->name))
 		return hidden(req->info->name, ret_err);
-	labels = labels_from_pb((SnapLabelPb **)req->info->labels, req->info->n_labels);
+	labels = labels_from_pb(req->info->labels, req->info->n_labels);
 	if (!labels)
 		return -ENOMEM;
 	in.name = req->info->name;
@@ -340,41 +304,16 @@ static int snapshots_update(struct proxy_call *call, const ProtobufCMessage *req
 	return r;
 }
 
-struct list_batch {
-	struct proxy_call *call;
-	SnapInfoPb *infos[LIST_BATCH];
-	size_t n;
-};
-
-static int list_flush(struct list_batch *b)
+static void list_item_free(ProtobufCMessage *item)
 {
-	Containerd__Services__Snapshots__V1__ListSnapshotsResponse resp =
-	        CONTAINERD__SERVICES__SNAPSHOTS__V1__LIST_SNAPSHOTS_RESPONSE__INIT;
-	int r;
-
-	if (b->n == 0)
-		return 0;
-	resp.info = b->infos;
-	resp.n_info = b->n;
-	r = proxy_call_send(b->call, &resp.base);
-	for (size_t i = 0; i < b->n; i++)
-		info_pb_free(b->infos[i]);
-	b->n = 0;
-	return r;
+	info_pb_free((SnapInfoPb *)item);
 }
 
 static int list_one(const struct snap_info *info, void *userdata)
 {
-	struct list_batch *b = userdata;
-
 	if (strata_internal(info->name))
 		return 0;
-	b->infos[b->n] = info_pb_new(info);
-	if (!b->infos[b->n])
-		return -ENOMEM;
-	if (++b->n == LIST_BATCH)
-		return list_flush(b);
-	return 0;
+	return proxy_list_add(userdata, (ProtobufCMessage *)info_pb_new(info));
 }
 
 static int snapshots_list(struct proxy_call *call, const ProtobufCMessage *request, void *userdata,
@@ -382,15 +321,18 @@ static int snapshots_list(struct proxy_call *call, const ProtobufCMessage *reque
 {
 	const Containerd__Services__Snapshots__V1__ListSnapshotsRequest *req =
 	        (const void *)request;
-	struct list_batch b = {.call = call};
+	struct proxy_list_batch b = {
+	        .call = call,
+	        .desc = &containerd__services__snapshots__v1__list_snapshots_response__descriptor,
+	        .free_item = list_item_free,
+	};
 	int r;
 
 	r = snap_walk(userdata, (const char *const *)req->filters, req->n_filters, list_one, &b,
 	              ret_err);
 	if (r >= 0)
-		r = list_flush(&b);
-	for (size_t i = 0; i < b.n; i++)
-		info_pb_free(b.infos[i]);
+		r = proxy_list_flush(&b);
+	proxy_list_done(&b);
 	return r;
 }
 
