@@ -4,6 +4,7 @@
  * state is global because signal handlers are: one attachment at a time.
  */
 #include <fcntl.h>
+#include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
@@ -201,5 +202,42 @@ void cli_stdio_ensure_open(void)
 		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
 		if (n >= 0 && n != fd)
 			close(n);
+	}
+}
+
+int cli_process_opt(const char *cmd, int c, char **argv, struct cli_process_opts *o)
+{
+	switch (c) {
+	case 'i':
+		o->interactive = true;
+		return 0;
+	case 't':
+		o->tty = true;
+		return 0;
+	case 'e': {
+		if (!*optarg || optarg[0] == '=')
+			return cli_usage_error(cmd, "invalid -e \"%s\": want KEY=VALUE", optarg);
+		char **n = realloc(o->env, (o->n_env + 2) * sizeof(char *));
+		if (!n)
+			return cli_fail(cmd, "out of memory");
+		o->env = n;
+		o->env[o->n_env++] = optarg;
+		o->env[o->n_env] = NULL;
+		return 0;
+	}
+	case 'w':
+		if (optarg[0] != '/')
+			return cli_usage_error(cmd, "-w \"%s\": must be an absolute path", optarg);
+		o->cwd = optarg;
+		return 0;
+	case 'u':
+		if (!*optarg)
+			return cli_usage_error(cmd, "-u needs USER[:GROUP]");
+		o->user = optarg;
+		return 0;
+	default:
+		if (optopt && optopt < 0x100)
+			return cli_usage_error(cmd, "unknown or incomplete option '-%c'", optopt);
+		return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
 	}
 }

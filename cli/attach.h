@@ -37,6 +37,28 @@ bool cli_terminal_size(unsigned *ret_width, unsigned *ret_height);
 void cli_terminal_raw(void);
 void cli_terminal_restore(void);
 
+/* The options of the process that run and exec share: -i, -t, -e KEY=VALUE,
+ * -w DIR, -u USER[:GROUP]. The strings point into argv. */
+struct cli_process_opts {
+	bool interactive, tty;
+	const char *cwd, *user;
+	char **env; /* NULL-terminated (NULL when none); free the array only */
+	size_t n_env;
+};
+
+/* getopt_long's c (optarg set) for cmd: 0 when taken into o, else the exit
+ * code of the usage error (a bad value, an unknown or incomplete option) or
+ * of the failure. Commands call it for every option they do not handle. */
+int cli_process_opt(const char *cmd, int c, char **argv, struct cli_process_opts *o);
+/* Their getopt_long entries and short options. */
+#define CLI_PROCESS_LONG_OPTS                                                                     \
+	{"interactive", no_argument, NULL, 'i'}, {"tty", no_argument, NULL, 't'},                 \
+	        {"env", required_argument, NULL, 'e'}, {"workdir", required_argument, NULL, 'w'}, \
+	{                                                                                         \
+		"user", required_argument, NULL, 'u'                                              \
+	}
+#define CLI_PROCESS_SHORT_OPTS "ite:w:u:"
+
 /* docker's exit code (translateContainerdStartErr) for a process that the
  * OCI runtime could not start, from its message: 127 when the command is not
  * found (or a path through a file), 126 when it cannot be run (permission

@@ -15,63 +15,22 @@
 #include "runtime.h"
 
 struct exec_opts {
-	bool interactive, tty;
-	const char *cwd, *user;
-	char **env;
-	size_t n_env;
+	struct cli_process_opts p;
 	const char *id;
 	char **args;
 };
 
 static int parse_args(int argc, char **argv, struct exec_opts *o)
 {
-	static const struct option opts[] = {
-	        {"interactive", no_argument, NULL, 'i'}, {"tty", no_argument, NULL, 't'},
-	        {"env", required_argument, NULL, 'e'},   {"workdir", required_argument, NULL, 'w'},
-	        {"user", required_argument, NULL, 'u'},  {0},
-	};
-	int c;
+	static const struct option opts[] = {CLI_PROCESS_LONG_OPTS, {0}};
+	int c, r;
 
 	opterr = 0;
 	/* "+": options end at the container id; what follows is the command. */
-	while ((c = getopt_long(argc, argv, "+ite:w:u:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			o->interactive = true;
-			break;
-		case 't':
-			o->tty = true;
-			break;
-		case 'e': {
-			if (!*optarg || optarg[0] == '=')
-				return cli_usage_error("exec", "invalid -e \"%s\": want KEY=VALUE",
-				                       optarg);
-			char **n = realloc(o->env, (o->n_env + 2) * sizeof(char *));
-			if (!n)
-				return cli_fail("exec", "out of memory");
-			o->env = n;
-			o->env[o->n_env++] = optarg;
-			o->env[o->n_env] = NULL;
-			break;
-		}
-		case 'w':
-			if (optarg[0] != '/')
-				return cli_usage_error(
-				        "exec", "-w \"%s\": must be an absolute path", optarg);
-			o->cwd = optarg;
-			break;
-		case 'u':
-			if (!*optarg)
-				return cli_usage_error("exec", "-u needs USER[:GROUP]");
-			o->user = optarg;
-			break;
-		default:
-			if (optopt && optopt < 0x100)
-				return cli_usage_error("exec", "unknown or incomplete option '-%c'",
-				                       optopt);
-			return cli_usage_error("exec", "unknown or incomplete option '%s'",
-			                       argv[optind - 1]);
-		}
+	while ((c = getopt_long(argc, argv, "+" CLI_PROCESS_SHORT_OPTS, opts, NULL)) != -1) {
+		r = cli_process_opt("exec", c, argv, &o->p);
+		if (r != 0)
+			return r;
 	}
 	if (optind >= argc)
 		return cli_usage_error("exec", "missing container id");
@@ -101,7 +60,7 @@ static int exec(struct cli_ctx *ctx, const struct exec_opts *o)
 	int code = EXIT_ERROR, r, sig;
 
 	/* As docker and nerdctl: -it relays a terminal, so stdin must be one. */
-	if (o->tty && o->interactive && !isatty(STDIN_FILENO))
+	if (o->p.tty && o->p.interactive && !isatty(STDIN_FILENO))
 		return cli_fail("exec", "the input device is not a TTY");
 	if (rt_state_dir(ctx->config, ctx->address, &state, &err) < 0 ||
 	    rt_container_load(state, o->id, &c, &err) < 0)
@@ -111,19 +70,19 @@ static int exec(struct cli_ctx *ctx, const struct exec_opts *o)
 	        .opts =
 	                {
 	                        .args = o->args,
-	                        .env = o->env,
-	                        .cwd = o->cwd,
-	                        .user = o->user,
-	                        .tty = o->tty,
+	                        .env = o->p.env,
+	                        .cwd = o->p.cwd,
+	                        .user = o->p.user,
+	                        .tty = o->p.tty,
 	                },
-	        .interactive = o->interactive,
+	        .interactive = o->p.interactive,
 	};
-	if (o->tty)
+	if (o->p.tty)
 		(void)cli_terminal_size(&cfg.opts.console_width, &cfg.opts.console_height);
 	r = cli_signals_install();
 	if (r < 0)
 		return cli_fail("exec", "install signal handlers: %s", strerror(-r));
-	if (o->tty && o->interactive)
+	if (o->p.tty && o->p.interactive)
 		cli_terminal_raw();
 	r = rt_exec_start(c, &cfg, &e, &err);
 	if (r < 0) {
@@ -143,7 +102,7 @@ static int exec(struct cli_ctx *ctx, const struct exec_opts *o)
 	struct cli_attach_target target = {
 	        .target = e,
 	        .kill = exec_kill,
-	        .resize = o->tty ? exec_resize : NULL,
+	        .resize = o->p.tty ? exec_resize : NULL,
 	};
 	bool fwd_started = cli_forward_start(&target) >= 0;
 	r = rt_exec_wait(e, &code, &err);
@@ -168,6 +127,6 @@ int cmd_exec(struct cli_ctx *ctx, int argc, char **argv)
 	r = parse_args(argc, argv, &o);
 	if (r == 0)
 		r = exec(ctx, &o);
-	free(o.env);
+	free(o.p.env);
 	return r;
 }

@@ -24,12 +24,11 @@
 #include "snapshots.pb-c.h"
 
 struct run_opts {
-	bool rm, detach, interactive, tty, plain_http;
-	const char *name, *env_file, *cwd, *user, *entrypoint, *hostname, *runtime_binary;
+	struct cli_process_opts p;
+	bool rm, detach, plain_http;
+	const char *name, *env_file, *entrypoint, *hostname, *runtime_binary;
 	const char *platform;
 	enum rt_net_mode net;
-	char **env;
-	size_t n_env;
 	struct rt_volume *volumes;
 	size_t n_volumes;
 	struct rt_port_mapping *ports;
@@ -40,7 +39,7 @@ struct run_opts {
 
 static void run_opts_done(struct run_opts *o)
 {
-	free(o->env);
+	free(o->p.env);
 	for (size_t i = 0; i < o->n_volumes; i++)
 		rt_volume_done(&o->volumes[i]);
 	free(o->volumes);
@@ -117,16 +116,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		OPT_PLATFORM,
 	};
 	static const struct option opts[] = {
+	        CLI_PROCESS_LONG_OPTS,
 	        {"rm", no_argument, NULL, OPT_RM},
 	        {"detach", no_argument, NULL, 'd'},
-	        {"interactive", no_argument, NULL, 'i'},
-	        {"tty", no_argument, NULL, 't'},
 	        {"name", required_argument, NULL, OPT_NAME},
-	        {"env", required_argument, NULL, 'e'},
 	        {"env-file", required_argument, NULL, OPT_ENV_FILE},
 	        {"volume", required_argument, NULL, 'v'},
-	        {"workdir", required_argument, NULL, 'w'},
-	        {"user", required_argument, NULL, 'u'},
 	        {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
 	        {"net", required_argument, NULL, OPT_NET},
 	        {"network", required_argument, NULL, OPT_NET},
@@ -138,11 +133,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	        {0},
 	};
 	_cleanup_error_ struct strata_error *err = NULL;
-	int c;
+	int c, r;
 
 	opterr = 0;
 	/* "+": options end at the image reference; what follows is the command. */
-	while ((c = getopt_long(argc, argv, "+dite:v:w:u:p:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+dv:p:" CLI_PROCESS_SHORT_OPTS, opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_RM:
 			o->rm = true;
@@ -150,24 +145,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case 'd':
 			o->detach = true;
 			break;
-		case 'i':
-			o->interactive = true;
-			break;
-		case 't':
-			o->tty = true;
-			break;
 		case OPT_NAME:
 			if (!*optarg || strchr(optarg, '/'))
 				return cli_usage_error("run", "invalid --name \"%s\"", optarg);
 			o->name = optarg;
-			break;
-		case 'e':
-			if (!*optarg || optarg[0] == '=')
-				return cli_usage_error("run", "invalid -e \"%s\": want KEY=VALUE",
-				                       optarg);
-			if (grow((void **)&o->env, &o->n_env, sizeof(char *)) < 0)
-				return cli_fail("run", "out of memory");
-			o->env[o->n_env - 1] = optarg;
 			break;
 		case OPT_ENV_FILE:
 			o->env_file = optarg;
@@ -179,17 +160,6 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 				o->n_volumes--;
 				return cli_usage_error("run", "%s", strata_error_message(err));
 			}
-			break;
-		case 'w':
-			if (optarg[0] != '/')
-				return cli_usage_error("run", "-w \"%s\": must be an absolute path",
-				                       optarg);
-			o->cwd = optarg;
-			break;
-		case 'u':
-			if (!*optarg)
-				return cli_usage_error("run", "-u needs USER[:GROUP]");
-			o->user = optarg;
 			break;
 		case OPT_ENTRYPOINT:
 			o->entrypoint = optarg;
@@ -236,11 +206,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			o->platform = optarg;
 			break;
 		default:
-			if (optopt && optopt < 0x100)
-				return cli_usage_error("run", "unknown or incomplete option '-%c'",
-				                       optopt);
-			return cli_usage_error("run", "unknown or incomplete option '%s'",
-			                       argv[optind - 1]);
+			r = cli_process_opt("run", c, argv, &o->p);
+			if (r != 0)
+				return r;
 		}
 	}
 	if (optind >= argc)
@@ -469,7 +437,7 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 
 	phase("start");
 	/* As docker and nerdctl: -it relays a terminal, so stdin must be one. */
-	if (o->tty && o->interactive && !o->detach && !isatty(STDIN_FILENO))
+	if (o->p.tty && o->p.interactive && !o->detach && !isatty(STDIN_FILENO))
 		return cli_fail("run", "the input device is not a TTY");
 	/* Fail before any work when the runtime cannot run at all. */
 	{
@@ -534,24 +502,24 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	                {
 	                        .args = o->args,
 	                        .entrypoint = o->entrypoint,
-	                        .env = o->env,
+	                        .env = o->p.env,
 	                        .env_file = o->env_file,
-	                        .cwd = o->cwd,
-	                        .user = o->user,
+	                        .cwd = o->p.cwd,
+	                        .user = o->p.user,
 	                        .hostname = o->hostname,
 	                        .volumes = o->volumes,
 	                        .n_volumes = o->n_volumes,
-	                        .tty = o->tty,
+	                        .tty = o->p.tty,
 	                        .net = o->net,
 	                },
 	        .ports = o->ports,
 	        .n_ports = o->n_ports,
 	        .runtime_binary = o->runtime_binary,
 	        .detach = o->detach,
-	        .interactive = o->interactive,
+	        .interactive = o->p.interactive,
 	};
 	cli_runtime_cni_config(ctx, &cfg.cni);
-	if (o->tty)
+	if (o->p.tty)
 		(void)cli_terminal_size(&cfg.spec.console_width, &cfg.spec.console_height);
 
 	if (!o->detach) {
@@ -632,7 +600,7 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 			goto remove;
 		}
 	}
-	if (o->tty && o->interactive && !o->detach)
+	if (o->p.tty && o->p.interactive && !o->detach)
 		cli_terminal_raw();
 	r = rt_container_start(c, &err);
 	if (r < 0) {
@@ -650,7 +618,7 @@ static int run(struct cli_ctx *ctx, struct run_opts *o)
 	struct cli_attach_target target = {
 	        .target = c,
 	        .kill = container_kill,
-	        .resize = o->tty ? container_resize : NULL,
+	        .resize = o->p.tty ? container_resize : NULL,
 	};
 	fwd_started = cli_forward_start(&target) >= 0;
 	phase("started");

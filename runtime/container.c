@@ -810,14 +810,11 @@ int rt_container_finish(struct rt_container *c, const struct rt_container_config
 		        .out_fd = TAKE_FD(io.out_fd),
 		        .err_fd = TAKE_FD(io.err_fd),
 		        .in_fifo_fd = TAKE_FD(io.in_fd),
-		        .src_in = !cfg->interactive   ? -1
-		                  : cfg->custom_stdio ? cfg->stdin_fd
-		                                      : 0,
-		        .dst_out = cfg->custom_stdio ? cfg->stdout_fd : 1,
-		        .dst_err = cfg->custom_stdio ? cfg->stderr_fd : 2,
 		        .stdin_eof = stdin_eof,
 		        .userdata = c,
 		};
+		rt_stdio_set_ends(&p, cfg->interactive, cfg->custom_stdio, cfg->stdin_fd,
+		                  cfg->stdout_fd, cfg->stderr_fd);
 		r = rt_stdio_start(&p, &c->io);
 		if (r < 0) {
 			strata_error_set_errno(ret_err, r, "start the stdio relay");
@@ -861,6 +858,14 @@ static int ensure_shim(struct rt_container *c, struct strata_error **ret_err)
 		return strata_error_set(ret_err, -ENOTCONN, "container %s has no shim",
 		                        rt_container_id(c));
 	return rt_shim_connect(addr, rt_container_id(c), &c->shim, ret_err);
+}
+
+void rt_stdio_set_ends(struct rt_stdio_params *p, bool interactive, bool custom_stdio, int stdin_fd,
+                       int stdout_fd, int stderr_fd)
+{
+	p->src_in = !interactive ? -1 : custom_stdio ? stdin_fd : 0;
+	p->dst_out = custom_stdio ? stdout_fd : 1;
+	p->dst_err = custom_stdio ? stderr_fd : 2;
 }
 
 int rt_container_shim(struct rt_container *c, struct rt_shim **ret, struct strata_error **ret_err)

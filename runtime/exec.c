@@ -271,14 +271,11 @@ int rt_exec_start(struct rt_container *c, const struct rt_exec_config *cfg, stru
 	        .out_fd = TAKE_FD(out_fd),
 	        .err_fd = TAKE_FD(err_fd),
 	        .in_fifo_fd = TAKE_FD(in_fd),
-	        .src_in = !cfg->interactive   ? -1
-	                  : cfg->custom_stdio ? cfg->stdin_fd
-	                                      : 0,
-	        .dst_out = cfg->custom_stdio ? cfg->stdout_fd : 1,
-	        .dst_err = cfg->custom_stdio ? cfg->stderr_fd : 2,
 	        .stdin_eof = stdin_eof,
 	        .userdata = e,
 	};
+	rt_stdio_set_ends(&p, cfg->interactive, cfg->custom_stdio, cfg->stdin_fd, cfg->stdout_fd,
+	                  cfg->stderr_fd);
 	r = rt_stdio_start(&p, &e->io);
 	if (r < 0) {
 		safe_close(p.out_fd);

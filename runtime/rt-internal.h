@@ -24,6 +24,10 @@ struct rt_stdio_params {
 };
 
 int rt_stdio_start(const struct rt_stdio_params *p, struct rt_stdio **ret);
+/* Where a run's or exec's stdio goes (container.c): our stdin only when
+ * interactive; with custom_stdio the caller's fds, else our 0, 1 and 2. */
+void rt_stdio_set_ends(struct rt_stdio_params *p, bool interactive, bool custom_stdio, int stdin_fd,
+                       int stdout_fd, int stderr_fd);
 /* Wait up to timeout_ms for the output streams to end, then stop and drain
  * whatever is buffered. */
 void rt_stdio_finish(struct rt_stdio *s, int timeout_ms);

@@ -209,6 +209,32 @@ static int build_args(const json_t *img, const struct rt_spec_opts *o, json_t **
 	return 0;
 }
 
+/* What the user sets over the image's or container's environment, in
+ * docker's order: --env-file (when given), then each -e; then TERM for a
+ * terminal unless set. */
+static int env_set_overrides(struct env *e, const char *file, char *const *env, bool tty,
+                             struct strata_error **ret_err)
+{
+	int r;
+
+	if (file) {
+		r = env_file(e, file, ret_err);
+		if (r < 0)
+			return r;
+	}
+	for (size_t k = 0; env && env[k]; k++) {
+		r = env_set_user(e, env[k], "-e", ret_err);
+		if (r < 0)
+			return r;
+	}
+	if (tty && !env_has(e, "TERM")) {
+		r = env_set(e, "TERM=xterm");
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int build_env(const json_t *img, const struct rt_spec_opts *o, json_t **ret,
                      struct strata_error **ret_err)
 {
@@ -228,21 +254,9 @@ static int build_env(const json_t *img, const struct rt_spec_opts *o, json_t **r
 		if (r < 0)
 			return r;
 	}
-	if (o->env_file) {
-		r = env_file(&e, o->env_file, ret_err);
-		if (r < 0)
-			return r;
-	}
-	for (size_t k = 0; o->env && o->env[k]; k++) {
-		r = env_set_user(&e, o->env[k], "-e", ret_err);
-		if (r < 0)
-			return r;
-	}
-	if (o->tty && !env_has(&e, "TERM")) {
-		r = env_set(&e, "TERM=xterm");
-		if (r < 0)
-			return r;
-	}
+	r = env_set_overrides(&e, o->env_file, o->env, o->tty, ret_err);
+	if (r < 0)
+		return r;
 	*ret = str_array((const char *const *)e.v, e.n);
 	return *ret ? 0 : -ENOMEM;
 }
@@ -550,16 +564,9 @@ int rt_spec_exec_process(const char *container_spec, int rootfs_fd, const struct
 		if (r < 0)
 			return r;
 	}
-	for (size_t k = 0; o->env && o->env[k]; k++) {
-		r = env_set_user(&e, o->env[k], "-e", ret_err);
-		if (r < 0)
-			return r;
-	}
-	if (o->tty && !env_has(&e, "TERM")) {
-		r = env_set(&e, "TERM=xterm");
-		if (r < 0)
-			return r;
-	}
+	r = env_set_overrides(&e, NULL, o->env, o->tty, ret_err);
+	if (r < 0)
+		return r;
 	json_object_set_new(proc, "env", str_array((const char *const *)e.v, e.n));
 
 	if (o->cwd) {

@@ -9,20 +9,7 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	common_setup
-	start_registry
-	build_busybox_image "$TEST_TMP/oci" latest >/dev/null
-	push_image "$TEST_TMP/oci" latest test/busybox:latest
-	IMAGE="$REGISTRY/test/busybox:latest"
-	ROOT="$TEST_TMP/strata-root"
-	SOCK="$TEST_TMP/run/strata.sock"
-	# the runtime state dir: the socket's directory
-	STATE="$TEST_TMP/run"
-	mkdir -p "$TEST_TMP/net.d"
-	# Our own CNI config dir: the test never writes the host's /etc/cni/net.d.
-	cat >"$TEST_TMP/config.toml" <<CFG
-[runtime]
-cni_conf_dir = "$TEST_TMP/net.d"
-CFG
+	setup_run_env
 }
 
 teardown() {

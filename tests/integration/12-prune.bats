@@ -11,15 +11,7 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	common_setup
-	start_registry
-	build_busybox_image "$TEST_TMP/oci" latest >/dev/null
-	push_image "$TEST_TMP/oci" latest test/busybox:latest
-	IMAGE="$REGISTRY/test/busybox:latest"
-	ROOT="$TEST_TMP/strata-root"
-	SOCK="$TEST_TMP/run/strata.sock"
-	STATE="$TEST_TMP/run"
-	mkdir -p "$TEST_TMP/net.d"
-	printf '[runtime]\ncni_conf_dir = "%s"\n' "$TEST_TMP/net.d" >"$TEST_TMP/config.toml"
+	setup_run_env
 	printf '[runtime]\ncni_conf_dir = "%s"\nstate_dir = "%s"\n' "$TEST_TMP/net.d" \
 		"$TEST_TMP/state2" >"$TEST_TMP/config2.toml"
 }

@@ -252,6 +252,23 @@ stop_strata_root() {
 	fi
 }
 
+# setup_run_env: what the tests of `strata run` need (after common_setup): a
+# registry holding a busybox image (IMAGE), the daemon's ROOT and SOCK, the
+# runtime state dir STATE (the socket's directory) and $TEST_TMP/config.toml
+# with our own CNI config dir, so that no test writes the host's
+# /etc/cni/net.d.
+setup_run_env() {
+	start_registry
+	build_busybox_image "$TEST_TMP/oci" latest >/dev/null
+	push_image "$TEST_TMP/oci" latest test/busybox:latest
+	IMAGE="$REGISTRY/test/busybox:latest"
+	ROOT="$TEST_TMP/strata-root"
+	SOCK="$TEST_TMP/run/strata.sock"
+	STATE="$TEST_TMP/run"
+	mkdir -p "$TEST_TMP/net.d"
+	printf '[runtime]\ncni_conf_dir = "%s"\n' "$TEST_TMP/net.d" >"$TEST_TMP/config.toml"
+}
+
 # start_registry_named NAME [htpasswd-file]: one more docker-registry (for
 # tests that need several, e.g. an origin and its mirror), storage in
 # $TEST_TMP/registry-NAME. Sets NAMED_REGISTRY=127.0.0.1:PORT and
