@@ -277,12 +277,8 @@ int rt_exec_start(struct rt_container *c, const struct rt_exec_config *cfg, stru
 	rt_stdio_set_ends(&p, cfg->interactive, cfg->custom_stdio, cfg->stdin_fd, cfg->stdout_fd,
 	                  cfg->stderr_fd);
 	r = rt_stdio_start(&p, &e->io);
-	if (r < 0) {
-		safe_close(p.out_fd);
-		safe_close(p.err_fd);
-		safe_close(p.in_fifo_fd);
+	if (r < 0)
 		return strata_error_set_errno(ret_err, r, "start the stdio relay");
-	}
 	log_debug("exec %s started in %s", e->id, cid);
 	*ret = TAKE_PTR(e);
 	return 0;

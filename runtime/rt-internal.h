@@ -23,6 +23,7 @@ struct rt_stdio_params {
 	void *userdata;
 };
 
+/* Takes the fds p owns (out_fd, err_fd, in_fifo_fd), also when it fails. */
 int rt_stdio_start(const struct rt_stdio_params *p, struct rt_stdio **ret);
 /* Where a run's or exec's stdio goes (container.c): our stdin only when
  * interactive; with custom_stdio the caller's fds, else our 0, 1 and 2. */

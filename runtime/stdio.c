@@ -146,8 +146,13 @@ int rt_stdio_start(const struct rt_stdio_params *p, struct rt_stdio **ret)
 	struct rt_stdio *s = calloc(1, sizeof(*s));
 	int r;
 
-	if (!s)
+	if (!s) {
+		/* the fds are ours even when we fail */
+		safe_close(p->out_fd);
+		safe_close(p->err_fd);
+		safe_close(p->in_fifo_fd);
 		return -ENOMEM;
+	}
 	s->p = *p;
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stop_fd < 0) {
