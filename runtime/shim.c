@@ -307,6 +307,26 @@ static void posix_spawn_signals(posix_spawnattr_t *attr)
 	posix_spawnattr_setsigdefault(attr, &dfl);
 }
 
+/* Spawn the shim in a process group of its own with default signal
+ * dispositions and an empty mask, in the bundle dir; consumes fa. */
+static int spawn_shim(const char *shim, posix_spawn_file_actions_t *fa, const char *bundle,
+                      const char *const *argv, char **env, pid_t *ret_pid)
+{
+	posix_spawnattr_t attr;
+	int r;
+
+	posix_spawn_file_actions_addchdir_np(fa, bundle);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawn_signals(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+	                                        POSIX_SPAWN_SETSIGDEF);
+	r = -posix_spawn(ret_pid, shim, fa, &attr, (char *const *)argv, env);
+	posix_spawn_file_actions_destroy(fa);
+	posix_spawnattr_destroy(&attr);
+	return r;
+}
+
 /* Run the shim binary with args in the bundle dir; collect stdout+stderr.
  * Returns the exit status (>= 0) or -errno. */
 static int run_shim(const char *shim, const struct rt_shim_params *p, const char *verb,
@@ -316,7 +336,6 @@ static int run_shim(const char *shim, const struct rt_shim_params *p, const char
 	_cleanup_free_ char *self = NULL;
 	_cleanup_free_ char *out = NULL;
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
 	size_t len = 0, cap = 0;
 	int pipefd[2], status;
 	pid_t pid;
@@ -347,15 +366,7 @@ static int run_shim(const char *shim, const struct rt_shim_params *p, const char
 	posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addchdir_np(&fa, p->bundle);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawn_signals(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-	                                        POSIX_SPAWN_SETSIGDEF);
-	r = -posix_spawn(&pid, shim, &fa, &attr, (char *const *)argv, env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	r = spawn_shim(shim, &fa, p->bundle, argv, env, &pid);
 	safe_close(pipefd[1]);
 	if (r < 0) {
 		safe_close(pipefd[0]);
@@ -508,7 +519,6 @@ static int start_direct(const char *shim, const struct rt_shim_params *p, struct
 	_cleanup_free_ char *address = NULL;
 	_cleanup_close_ int lfd = -1, dfd = -1;
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
 	pid_t pid;
 	int r;
 
@@ -548,15 +558,7 @@ static int start_direct(const char *shim, const struct rt_shim_params *p, struct
 	posix_spawn_file_actions_adddup2(&fa, lfd, 3);
 	/* Nothing else of ours: an inherited pipe would keep a reader waiting. */
 	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-	posix_spawn_file_actions_addchdir_np(&fa, p->bundle);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawn_signals(&attr);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-	                                        POSIX_SPAWN_SETSIGDEF);
-	r = -posix_spawn(&pid, shim, &fa, &attr, (char *const *)argv, env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	r = spawn_shim(shim, &fa, p->bundle, argv, env, &pid);
 	if (r < 0) {
 		strata_error_set_errno(ret_err, r, "run %s", shim);
 		goto fail;
