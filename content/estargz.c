@@ -2,7 +2,8 @@
 /*
  * The eStargz reader (see estargz.h): footer, TOC unwrap and verification,
  * and the compiler from TOC JSON to the compact breadth-first form. The JSON
- * tree only lives inside content_estargz_toc_parse().
+ * is read in one streaming pass (estargz-json.c) into flat records that only
+ * live inside content_estargz_toc_parse().
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,11 +12,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <jansson.h>
 #include <libdeflate.h>
 #include <zlib.h>
 
 #include "common.h"
+#include "estargz-json.h"
 #include "estargz.h"
 #include "tar-internal.h"
 
@@ -298,9 +299,9 @@ enum ntype {
 
 /* A node while compiling: one per distinct path. */
 struct tnode {
-	char *path; /* normalised, owned; "" for the root */
-	const json_t *j;
-	uint32_t seq; /* TOC order, the later duplicate wins */
+	char *path;                 /* normalised, owned; "" for the root */
+	const struct toc_rawent *j; /* NULL: an implicit directory */
+	uint32_t seq;               /* TOC order, the later duplicate wins */
 	uint8_t type;
 	bool implicit, opaque, whiteout;
 	uint32_t parent; /* tnode index (after sorting by path) */
@@ -313,7 +314,7 @@ struct tnode {
 struct tchunk {
 	uint32_t node_seq; /* the seq of the reg entry it belongs to */
 	uint32_t ord;      /* TOC order */
-	const json_t *j;
+	const struct toc_rawent *j;
 };
 
 struct strtab {
@@ -465,22 +466,21 @@ static int bad(struct compiler *c, int code, const char *fmt, const char *name)
 }
 
 /* Pass 1: read the entries into nodes and chunk references. */
-static int collect(struct compiler *c, const json_t *entries)
+static int collect(struct compiler *c, const struct toc_raw *raw)
 {
 	uint32_t seq = 0;
 	int64_t last_reg_seq = -1;
 	const char *last_reg_path = NULL;
-	size_t i;
-	json_t *e;
 	int r;
 
-	json_array_foreach (entries, i, e) {
-		const char *name = json_get_str(e, "name"), *ts = json_get_str(e, "type");
+	for (size_t i = 0; i < raw->n_entries; i++) {
+		const struct toc_rawent *e = &raw->entries[i];
+		const char *name = e->name, *ts = e->type;
 		_cleanup_free_ char *path = NULL;
 		struct tnode *n;
 		int t;
 
-		if (!json_is_object(e) || !name || !ts)
+		if (!e->object || !name || !ts)
 			return strata_error_set(c->ret_err, -EBADMSG,
 			                        "eStargz TOC entry %zu: no name or type", i);
 		r = normalize(name, &path);
@@ -512,7 +512,7 @@ static int collect(struct compiler *c, const json_t *entries)
 			return strata_error_set(c->ret_err, -EFBIG,
 			                        "eStargz TOC: too many entries");
 		if (streq(path, ".prefetch.landmark")) {
-			c->prefetch_end = (uint64_t)json_get_int(e, "offset", 0);
+			c->prefetch_end = e->offset > 0 ? (uint64_t)e->offset : 0;
 			last_reg_seq = -1;
 			continue;
 		}
@@ -800,12 +800,13 @@ static int cmp_seq_ord(const void *a, const void *b)
 /* Chunks of the reg node n (its own entry first, then "chunk" entries), in
  * TOC order. */
 static int add_chunk(struct compiler *c, struct content_estargz_toc *toc, size_t *cap,
-                     const struct tnode *n, const json_t *j, uint32_t entry, uint64_t file_size)
+                     const struct tnode *n, const struct toc_rawent *j, uint32_t entry,
+                     uint64_t file_size)
 {
 	struct content_estargz_chunk *ch;
-	const char *dg = json_get_str(j, "chunkDigest");
-	int64_t off = json_get_int(j, "offset", -1), inner = json_get_int(j, "innerOffset", 0),
-	        coff = json_get_int(j, "chunkOffset", 0), csize = json_get_int(j, "chunkSize", 0);
+	const char *dg = j->chunk_digest;
+	int64_t off = j->offset, inner = j->inner_offset, coff = j->chunk_offset,
+	        csize = j->chunk_size;
 
 	if (toc->n_chunks == *cap) {
 		size_t nc = *cap ? *cap * 2 : 256;
@@ -840,15 +841,16 @@ static int add_chunk(struct compiler *c, struct content_estargz_toc *toc, size_t
 	return 0;
 }
 
-static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const struct tnode *n,
-                      uint32_t idx, size_t *chunk_cap, size_t *xattr_cap)
+static int fill_entry(struct compiler *c, const struct toc_raw *raw,
+                      struct content_estargz_toc *toc, const struct tnode *n, uint32_t idx,
+                      size_t *chunk_cap, size_t *xattr_cap)
 {
 	struct content_estargz_entry *e = &toc->entries[idx];
 	static const uint32_t fmt[] = {
 	        [NT_DIR] = S_IFDIR,      [NT_REG] = S_IFREG,  [NT_SYMLINK] = S_IFLNK,
 	        [NT_HARDLINK] = S_IFREG, [NT_CHAR] = S_IFCHR, [NT_BLOCK] = S_IFBLK,
 	        [NT_FIFO] = S_IFIFO};
-	const json_t *j = n->j;
+	const struct toc_rawent *j = n->j;
 	int r;
 
 	r = strtab_add(&c->strs, base_name(n->path), strlen(base_name(n->path)), &e->name);
@@ -862,10 +864,10 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 		e->mode = S_IFDIR | 0755;
 		return 0;
 	}
-	e->mode = fmt[n->type] | ((uint32_t)json_get_int(j, "mode", 0) & 07777);
-	e->uid = (uint32_t)json_get_int(j, "uid", 0);
-	e->gid = (uint32_t)json_get_int(j, "gid", 0);
-	if (parse_time(json_get_str(j, "modtime"), &e->mtime_sec, &e->mtime_nsec) < 0)
+	e->mode = fmt[n->type] | ((uint32_t)j->mode & 07777);
+	e->uid = (uint32_t)j->uid;
+	e->gid = (uint32_t)j->gid;
+	if (parse_time(j->modtime, &e->mtime_sec, &e->mtime_nsec) < 0)
 		return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad modtime", n->path);
 	if (n->whiteout) {
 		e->mode = S_IFCHR;
@@ -874,11 +876,11 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 		return 0;
 	}
 	if (n->type == NT_CHAR || n->type == NT_BLOCK) {
-		e->dev_major = (uint32_t)json_get_int(j, "devMajor", 0);
-		e->dev_minor = (uint32_t)json_get_int(j, "devMinor", 0);
+		e->dev_major = (uint32_t)j->dev_major;
+		e->dev_minor = (uint32_t)j->dev_minor;
 	}
 	if (n->type == NT_SYMLINK) {
-		const char *t = json_get_str(j, "linkName");
+		const char *t = j->link_name;
 		if (!t || !t[0] || strlen(t) > PATH_MAX_)
 			return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad symlink target",
 			           n->path);
@@ -888,7 +890,7 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 		e->size = strlen(t);
 	}
 	if (n->type == NT_REG) {
-		int64_t sz = json_get_int(j, "size", 0);
+		int64_t sz = j->size;
 		if (sz < 0)
 			return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad size", n->path);
 		e->size = (uint64_t)sz;
@@ -930,58 +932,53 @@ static int fill_entry(struct compiler *c, struct content_estargz_toc *toc, const
 		}
 		e->n_chunks = toc->n_chunks - e->first_chunk;
 	}
-	json_t *xa = json_get_obj(j, "xattrs");
 	e->first_xattr = toc->n_xattrs;
-	if (xa) {
-		const char *k;
-		json_t *v;
-		json_object_foreach (xa, k, v) {
-			_cleanup_free_ uint8_t *val = NULL;
-			size_t vl = 0;
-			struct content_estargz_xattr *x;
+	if (j->bad_xattr)
+		return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad xattr", n->path);
+	for (uint32_t xi = 0; xi < j->n_xattrs; xi++) {
+		const char *k = raw->xattrs[j->first_xattr + xi].key;
+		_cleanup_free_ uint8_t *val = NULL;
+		size_t vl = 0;
+		struct content_estargz_xattr *x;
 
-			if (!json_is_string(v) || b64decode(json_string_value(v), &val, &vl) < 0 ||
-			    vl > 65536 || !k[0] || strlen(k) > 255)
-				return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad xattr",
-				           n->path);
-			if (toc->n_xattrs == *xattr_cap) {
-				size_t nc = *xattr_cap ? *xattr_cap * 2 : 64;
-				struct content_estargz_xattr *a =
-				        realloc(toc->xattrs, nc * sizeof(*a));
-				if (!a)
-					return -ENOMEM;
-				toc->xattrs = a;
-				*xattr_cap = nc;
-			}
-			x = &toc->xattrs[toc->n_xattrs];
-			r = strtab_add(&c->strs, k, strlen(k), &x->name);
-			if (r == 0)
-				r = strtab_add(&c->strs, val, vl, &x->value);
-			if (r < 0)
-				return r;
-			x->value_len = (uint32_t)vl;
-			toc->n_xattrs++;
+		if (b64decode(raw->xattrs[j->first_xattr + xi].value, &val, &vl) < 0 ||
+		    vl > 65536 || !k[0] || strlen(k) > 255)
+			return bad(c, -EBADMSG, "eStargz TOC entry \"%s\": bad xattr", n->path);
+		if (toc->n_xattrs == *xattr_cap) {
+			size_t nc = *xattr_cap ? *xattr_cap * 2 : 64;
+			struct content_estargz_xattr *a = realloc(toc->xattrs, nc * sizeof(*a));
+			if (!a)
+				return -ENOMEM;
+			toc->xattrs = a;
+			*xattr_cap = nc;
 		}
+		x = &toc->xattrs[toc->n_xattrs];
+		r = strtab_add(&c->strs, k, strlen(k), &x->name);
+		if (r == 0)
+			r = strtab_add(&c->strs, val, vl, &x->value);
+		if (r < 0)
+			return r;
+		x->value_len = (uint32_t)vl;
+		toc->n_xattrs++;
 	}
 	e->n_xattrs = toc->n_xattrs - e->first_xattr;
 	return 0;
 }
 
-static int compile(struct compiler *c, const json_t *root, uint64_t toc_offset,
+static int compile(struct compiler *c, const struct toc_raw *raw, uint64_t toc_offset,
                    struct content_estargz_toc **ret)
 {
 	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;
 	_cleanup_free_ uint32_t *order = NULL;
 	_cleanup_free_ uint64_t *offs = NULL;
-	const json_t *entries = json_get_array(root, "entries");
 	size_t chunk_cap = 0, xattr_cap = 0, n_offs = 0;
 	int r;
 
-	if (!json_is_object(root) || !entries)
+	if (!raw->has_entries)
 		return strata_error_set(c->ret_err, -EBADMSG, "eStargz TOC: no \"entries\" array");
-	if (json_get_int(root, "version", 1) != 1)
+	if (raw->version != 1)
 		return strata_error_set(c->ret_err, -EBADMSG, "eStargz TOC: unsupported version");
-	r = collect(c, entries);
+	r = collect(c, raw);
 	if (r < 0)
 		return r;
 	if (c->n_tchunks > 0)
@@ -1020,7 +1017,8 @@ static int compile(struct compiler *c, const json_t *root, uint64_t toc_offset,
 	if (!toc->entries)
 		return -ENOMEM;
 	for (size_t m = 0; m < c->n; m++) {
-		r = fill_entry(c, toc, &c->nodes[order[m]], (uint32_t)m, &chunk_cap, &xattr_cap);
+		r = fill_entry(c, raw, toc, &c->nodes[order[m]], (uint32_t)m, &chunk_cap,
+		               &xattr_cap);
 		if (r < 0)
 			return r;
 	}
@@ -1053,7 +1051,7 @@ static int compile(struct compiler *c, const json_t *root, uint64_t toc_offset,
 		}
 		if (n->type == NT_HARDLINK && !n->whiteout) {
 			_cleanup_free_ char *t = NULL;
-			const char *ln = json_get_str(n->j, "linkName");
+			const char *ln = n->j->link_name;
 			int64_t ti;
 
 			if (!ln || normalize(ln, &t) < 0)
@@ -1113,8 +1111,7 @@ int content_estargz_toc_parse(const void *json, size_t len, const struct strata_
                               struct strata_error **ret_err)
 {
 	struct compiler c = {.ret_err = ret_err};
-	json_error_t jerr;
-	json_t *root;
+	struct toc_raw raw;
 	int r;
 
 	if (len > CONTENT_ESTARGZ_TOC_MAX)
@@ -1133,15 +1130,14 @@ int content_estargz_toc_parse(const void *json, size_t len, const struct strata_
 			        "eStargz TOC digest %s does not match toc.digest %s",
 			        strata_digest_format(&got, a), strata_digest_format(expected, b));
 	}
-	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
-		return strata_error_set(ret_err, -EBADMSG, "eStargz TOC: line %d column %d: %s",
-		                        jerr.line, jerr.column, jerr.text);
-	r = compile(&c, root, toc_offset, ret);
-	json_decref(root);
+	r = toc_raw_read(json, len, &raw, ret_err);
+	if (r == 0) {
+		r = compile(&c, &raw, toc_offset, ret);
+		if (r < 0 && r != -ENOMEM)
+			(void)strata_error_prefix(ret_err, r, "compile eStargz TOC");
+	}
+	toc_raw_done(&raw);
 	compiler_done(&c);
-	if (r < 0 && r != -ENOMEM)
-		(void)strata_error_prefix(ret_err, r, "compile eStargz TOC");
 	return r;
 }
 

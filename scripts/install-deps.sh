@@ -12,7 +12,7 @@ build_pkgs=(
 	build-essential meson ninja-build pkg-config git ca-certificates
 	libfuse3-dev libarchive-dev libcurl4-openssl-dev libssl-dev liblmdb-dev
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-	zlib1g-dev libdeflate-dev libzstd-dev libsystemd-dev libcmocka-dev
+	zlib1g-dev libdeflate-dev libyajl-dev libzstd-dev libsystemd-dev libcmocka-dev
 )
 run_pkgs=(
 	fuse3 lmdb-utils containerd runc containernetworking-plugins iptables

@@ -262,6 +262,21 @@ static void test_hostile(void **state)
 	        "{\"version\":1,\"entries\":[{\"name\":\"bin/.wh..\",\"type\":\"reg\"}]}",
 	        "{\"version\":1,\"entries\":[{\"name\":\"bin/.wh...\",\"type\":\"reg\"}]}",
 	        "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"socket\"}]}",
+	        /* repeated keys: which one would a reader believe? */
+	        "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"dir\",\"name\":\"b\"}]}",
+	        "{\"version\":1,\"entries\":[],\"entries\":[{\"name\":\"a\",\"type\":\"dir\"}]}",
+	        "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":"
+	        "{\"user.k\":\"YQ==\",\"user.k\":\"Yg==\"}}]}",
+	        /* a NUL would cut the name short */
+	        "{\"version\":1,\"entries\":[{\"name\":\"a\\u0000/../x\",\"type\":\"dir\"}]}",
+	        "{\"version\":1,\"entries\":[\"a\"]}",
+	        "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":"
+	        "{\"user.k\":1}}]}",
+	        "{\"version\":1,\"entries\":{}}",
+	        "[{\"version\":1,\"entries\":[]}]",
+	        "{\"version\":1,\"entries\":[]} {}",
+	        "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"dir\",\"uid\":"
+	        "123456789012345678901234567890}]}",
 	};
 
 	assert_int_equal(open_blob("hostile", true, &toc, NULL, &err), -EINVAL);
@@ -273,6 +288,38 @@ static void test_hostile(void **state)
 			fail_msg("accepted %s", bad[i]);
 		assert_non_null(e);
 	}
+}
+
+/* What the reader skips or decodes: unknown keys whatever their value,
+ * escapes, reals and nulls where integers are expected. */
+static void test_json_shapes(void **state)
+{
+	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;
+	_cleanup_error_ struct strata_error *err = NULL;
+	static const char json[] =
+	        "{\"x\":{\"entries\":[1]},\"version\":1,\"y\":[[{}],null],\"entries\":["
+	        "{\"name\":\"d\\u00e9j\\u00e0\",\"type\":\"dir\",\"mode\":493,"
+	        "\"more\":{\"a\":[1,{\"name\":\"evil\"}]},\"uid\":1.5,\"gid\":null,"
+	        "\"xattrs\":{\"user.k\":\"dmFs\"}},"
+	        "{\"name\":\"d\\u00e9j\\u00e0/l\",\"type\":\"symlink\",\"linkName\":"
+	        "\"\\/t\\\"q\",\"unknown\":true}]}";
+	uint32_t d, l;
+
+	assert_int_equal(content_estargz_toc_parse(json, strlen(json), NULL, 1000, &toc, &err), 0);
+	assert_int_equal(toc->n_entries, 3);
+	d = find(toc, "d\xc3\xa9j\xc3\xa0");
+	assert_int_not_equal(d, CONTENT_ESTARGZ_NONE);
+	assert_int_equal(toc->entries[d].mode, S_IFDIR | 0755);
+	assert_int_equal(toc->entries[d].uid, 0);
+	assert_int_equal(toc->entries[d].n_xattrs, 1);
+	assert_string_equal(content_estargz_str(toc, toc->xattrs[toc->entries[d].first_xattr].name),
+	                    "user.k");
+	assert_memory_equal(toc->strings + toc->xattrs[toc->entries[d].first_xattr].value, "val",
+	                    3);
+	l = find(toc, "d\xc3\xa9j\xc3\xa0/l");
+	assert_int_not_equal(l, CONTENT_ESTARGZ_NONE);
+	assert_string_equal(content_estargz_str(toc, toc->entries[l].link), "/t\"q");
+	assert_int_equal(find(toc, "evil"), CONTENT_ESTARGZ_NONE);
 }
 
 static void test_truncated(void **state)
@@ -312,7 +359,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_valid),         cmocka_unit_test(test_legacy_footer),
 	        cmocka_unit_test(test_deterministic), cmocka_unit_test(test_wrong_digest),
-	        cmocka_unit_test(test_hostile),       cmocka_unit_test(test_truncated),
+	        cmocka_unit_test(test_hostile),       cmocka_unit_test(test_json_shapes),
+	        cmocka_unit_test(test_truncated),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
