@@ -11,6 +11,7 @@
  */
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy-internal.h"
 
@@ -506,6 +507,7 @@ static void run_call(struct proxy_call *call)
 	_cleanup_error_ struct strata_error *err = NULL;
 	const struct proxy_method *m = call->method;
 	ProtobufCMessage *req = NULL;
+	struct timespec t0, t1;
 	bool finished;
 	unsigned n_sent;
 	int r;
@@ -524,7 +526,12 @@ static void run_call(struct proxy_call *call)
 		}
 	}
 
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = m->handler(call, req, call->service->userdata, &err);
+	(void)clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* the timeline of a container start, at debug level */
+	log_debug("%s: handled in %.2f ms", call->path,
+	          (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	if (req)
 		protobuf_c_message_free_unpacked(req, NULL);
 
