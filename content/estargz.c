@@ -526,12 +526,13 @@ static int collect(struct compiler *c, const struct toc_raw *raw)
 		n->seq = seq++;
 		n->j = e;
 		n->type = (uint8_t)t;
-		const char *b = base_name(path);
+		char *b = path + (base_name(path) - path);
 		if (streq(b, ".wh..wh..opq")) {
 			/* marks its directory; kept as a node only to find it */
 			n->opaque = true;
 		} else if (strncmp(b, ".wh.", 4) == 0) {
-			memmove((char *)b, b + 4, strlen(b + 4) + 1);
+			size_t rest = strlen(b) - 4;
+			memmove(b, b + 4, rest + 1);
 			if (!b[0] || streq(b, ".") || streq(b, ".."))
 				return bad(c, -EINVAL, "eStargz TOC entry \"%s\": bad whiteout",
 				           name);

@@ -23,9 +23,15 @@
  * ld.so.cache, passwd and group), while containerd still sets the
  * container up.
  * Read-ahead is cut into pieces of at most PIECE_MAX, so a reader that wants
- * a file of it waits for that piece only. Every chunk is verified on its
- * own: a corrupt chunk in a read-ahead piece is not cached and fails only
- * the reads of that chunk; a failed piece leaves the reads to fetch for
+ * a file of it waits for that piece only. A worker takes what is queued
+ * together (up to BATCH_MAX pieces, BATCH_BYTES) into one request for
+ * several ranges, each piece decoded as soon as its part has arrived: a
+ * registry spends about as much on a request as on a megabyte (measured:
+ * docker-registry, ~7 ms of CPU per request, 8 ranges in one ~11 ms), and
+ * what is queued together (the start-up files, a program's libraries, a
+ * directory's neighbours) is queued in one go. Every chunk is verified on
+ * its own: a corrupt chunk in a read-ahead piece is not cached and fails
+ * only the reads of that chunk; a failed piece leaves reads to fetch for
  * themselves.
  *
  * Coordination with lazy-layer.c's fetches (landmark prefetch, background
@@ -53,8 +59,11 @@
 #define NEIGHBOUR_MEMBER_MAX (128u << 10)
 /* Read-ahead request size (a larger member is one piece of its own). */
 #define PIECE_MAX (128u << 10)
-#define WORKERS   3
-#define QUEUE_MAX 64
+/* Pieces one request may carry. */
+#define BATCH_MAX   16
+#define BATCH_BYTES (1u << 20)
+#define WORKERS     3
+#define QUEUE_MAX   64
 /* directories whose misses are counted (round robin) */
 #define DIRS_MAX 16
 
@@ -71,6 +80,7 @@ struct lazy_fetch {
 	pthread_cond_t idle; /* queue empty and no worker busy */
 	struct piece q[QUEUE_MAX];
 	unsigned head, n, busy;
+	unsigned hold; /* > 0: pieces are being queued together, workers wait */
 	pthread_t threads[WORKERS];
 	unsigned n_threads;
 	bool stop;
@@ -119,6 +129,26 @@ static bool claim(struct lazy_layer *l, uint64_t start, uint64_t end)
 	}
 	pthread_mutex_unlock(&l->lock);
 	return !waited;
+}
+
+/* claim() without the wait: false when an in-flight fetch overlaps (it
+ * will cache the chunks) or the table is full. */
+static bool try_claim(struct lazy_layer *l, uint64_t start, uint64_t end)
+{
+	bool ok;
+
+	pthread_mutex_lock(&l->lock);
+	ok = l->n_inflight < ELEMENTSOF(l->inflight);
+	for (unsigned i = 0; i < l->n_inflight && ok; i++)
+		if (l->inflight[i].start < end && start < l->inflight[i].end)
+			ok = false;
+	if (ok) {
+		l->inflight[l->n_inflight].start = start;
+		l->inflight[l->n_inflight].end = end;
+		l->n_inflight++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return ok;
 }
 
 static void release(struct lazy_layer *l, uint64_t start)
@@ -234,10 +264,10 @@ static int decode(struct lazy_layer *l, const uint8_t *buf, uint64_t start, size
 	return result;
 }
 
-/* One Range request for [start, end), then decode it. -EAGAIN when another
- * fetch of an overlapping range was waited for instead. */
-static int fetch(struct lazy_layer *l, uint64_t start, uint64_t end, struct want *w,
-                 const char *why)
+/* One Range request for [start, end), claimed by the caller, then decode
+ * it; the claim is released. */
+static int fetch_claimed(struct lazy_layer *l, uint64_t start, uint64_t end, struct want *w,
+                         const char *why)
 {
 	_cleanup_error_ struct strata_error *err = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -245,8 +275,6 @@ static int fetch(struct lazy_layer *l, uint64_t start, uint64_t end, struct want
 	int64_t n;
 	int r;
 
-	if (!claim(l, start, end))
-		return -EAGAIN;
 	buf = malloc(end - start);
 	if (!buf) {
 		release(l, start);
@@ -280,6 +308,79 @@ static int fetch(struct lazy_layer *l, uint64_t start, uint64_t end, struct want
 		          l->id, n, start, why, atomic_load(&l->bytes_fetched), t1 - t0,
 		          now_ms() - t1);
 	return r;
+}
+
+/* fetch_claimed() after claiming: -EAGAIN when another fetch of an
+ * overlapping range was waited for instead. */
+static int fetch(struct lazy_layer *l, uint64_t start, uint64_t end, struct want *w,
+                 const char *why)
+{
+	if (!claim(l, start, end))
+		return -EAGAIN;
+	return fetch_claimed(l, start, end, w, why);
+}
+
+/* Several claimed ranges of read-ahead in one request. */
+struct ranges_job {
+	struct lazy_layer *l;
+	const struct content_registry_range *rs;
+	unsigned n;
+	bool done[BATCH_MAX];
+	uint64_t delivered;
+	double t0;
+};
+
+static int ranges_part(size_t i, const uint8_t *data, size_t len, void *userdata)
+{
+	struct ranges_job *j = userdata;
+	struct lazy_layer *l = j->l;
+	double t1 = now_ms();
+
+	atomic_fetch_add(&l->bytes_fetched, (uint64_t)len);
+	j->delivered += len;
+	(void)decode(l, data, j->rs[i].offset, len, NULL);
+	release(l, j->rs[i].offset);
+	j->done[i] = true;
+	/* the bench counts "fetched N bytes at" lines: keep the wording */
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_debug("lazy layer %" PRIu64 ": fetched %zu bytes at %" PRIu64
+		          " (read-ahead, range %zu of %u in one request; layer total %" PRIuFAST64
+		          "): %.1f ms request, %.1f ms decode",
+		          l->id, len, j->rs[i].offset, i + 1, j->n, atomic_load(&l->bytes_fetched),
+		          t1 - j->t0, now_ms() - t1);
+	return 0;
+}
+
+static void fetch_ranges(struct lazy_layer *l, const struct content_registry_range *rs, unsigned n)
+{
+	_cleanup_error_ struct strata_error *err = NULL;
+	struct ranges_job j = {.l = l, .rs = rs, .n = n, .t0 = now_ms()};
+	uint64_t bytes = 0;
+	unsigned requests = 0;
+	int r;
+
+	r = content_registry_read_ranges(l->mgr->registry, l->ref, &l->digest, rs, n, ranges_part,
+	                                 &j, &bytes, &requests, &err);
+	atomic_fetch_add(&l->requests, requests);
+	if (bytes > j.delivered) {
+		/* a registry that merged the ranges sent the gaps too */
+		atomic_fetch_add(&l->bytes_fetched, bytes - j.delivered);
+		log_debug("lazy layer %" PRIu64 ": fetched %" PRIu64 " bytes at %" PRIu64
+		          " (read-ahead, between the ranges of a merged answer)",
+		          l->id, bytes - j.delivered, rs[0].offset);
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (!j.done[i])
+			release(l, rs[i].offset);
+	if (r < 0) {
+		if (network_error(r))
+			atomic_store(&l->healthy, false);
+		log_warn("lazy layer %" PRIu64 ": read-ahead of %u ranges from byte %" PRIu64
+		         ": %s",
+		         l->id, n, rs[0].offset, err ? strata_error_message(err) : strerror(-r));
+		return;
+	}
+	atomic_store(&l->healthy, true);
 }
 
 int lazy_fetch_span(struct lazy_layer *l, uint64_t start, uint64_t end, const char *why)
@@ -323,6 +424,38 @@ static void run_piece(struct lazy_layer *l, struct piece pc)
 	}
 }
 
+static int cmp_piece(const void *a, const void *b)
+{
+	const struct piece *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Pieces taken together: what is still uncached and not in flight
+ * elsewhere, in one request. */
+static void run_batch(struct lazy_layer *l, struct piece *pcs, unsigned n)
+{
+	struct content_registry_range rs[BATCH_MAX];
+	unsigned m = 0;
+
+	if (n == 1) {
+		run_piece(l, pcs[0]);
+		return;
+	}
+	qsort(pcs, n, sizeof(*pcs), cmp_piece);
+	for (unsigned i = 0; i < n && !atomic_load(&l->stopping); i++) {
+		uint64_t s = pcs[i].start, e = pcs[i].end;
+
+		if (!trim(l, &s, &e) || (m > 0 && s < rs[m - 1].offset + rs[m - 1].len) ||
+		    !try_claim(l, s, e))
+			continue;
+		rs[m++] = (struct content_registry_range){.offset = s, .len = e - s};
+	}
+	if (m == 1)
+		(void)fetch_claimed(l, rs[0].offset, rs[0].offset + rs[0].len, NULL, "read-ahead");
+	else if (m > 1)
+		fetch_ranges(l, rs, m);
+}
+
 static void *worker_main(void *userdata)
 {
 	struct lazy_fetch *f = userdata;
@@ -332,18 +465,26 @@ static void *worker_main(void *userdata)
 	 * at load 12 on 2 cores) would hold that reader up. */
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
-		struct piece pc;
+		struct piece batch[BATCH_MAX];
+		unsigned nb = 0;
+		uint64_t bytes = 0;
 
-		while (!f->stop && f->n == 0)
+		while (!f->stop && (f->n == 0 || f->hold > 0))
 			pthread_cond_wait(&f->work, &f->lock);
 		if (f->stop)
 			break;
-		pc = f->q[f->head];
-		f->head = (f->head + 1) % QUEUE_MAX;
-		f->n--;
+		while (f->n > 0 && nb < BATCH_MAX) {
+			const struct piece *pc = &f->q[f->head];
+			if (nb > 0 && bytes + (pc->end - pc->start) > BATCH_BYTES)
+				break;
+			bytes += pc->end - pc->start;
+			batch[nb++] = *pc;
+			f->head = (f->head + 1) % QUEUE_MAX;
+			f->n--;
+		}
 		f->busy++;
 		pthread_mutex_unlock(&f->lock);
-		run_piece(f->l, pc);
+		run_batch(f->l, batch, nb);
 		pthread_mutex_lock(&f->lock);
 		f->busy--;
 		if (f->n == 0 && f->busy == 0)
@@ -353,8 +494,24 @@ static void *worker_main(void *userdata)
 	return NULL;
 }
 
-/* Queue a piece (dropped when the queue is full or it is queued already):
- * read-ahead is an optimisation, never owed. */
+/* Wake a worker for what is queued; f->lock held. Workers start with the
+ * first piece: most layers never need them. Without any, the queue is
+ * dropped: read-ahead is an optimisation, never owed. */
+static void kick_locked(struct lazy_fetch *f)
+{
+	if (f->n == 0 || f->hold > 0)
+		return;
+	if (f->n_threads < WORKERS && f->n + f->busy >= f->n_threads &&
+	    pthread_create(&f->threads[f->n_threads], NULL, worker_main, f) == 0)
+		f->n_threads++;
+	if (f->n_threads == 0) {
+		f->n = 0;
+		return;
+	}
+	pthread_cond_signal(&f->work);
+}
+
+/* Queue a piece (dropped when the queue is full or it is queued already). */
 static void enqueue(struct lazy_fetch *f, uint64_t start, uint64_t end)
 {
 	pthread_mutex_lock(&f->lock);
@@ -365,16 +522,27 @@ static void enqueue(struct lazy_fetch *f, uint64_t start, uint64_t end)
 		if (p->start < end && start < p->end)
 			goto out;
 	}
-	/* workers start with the first piece: most layers never need them */
-	if (f->n_threads < WORKERS && f->n + f->busy >= f->n_threads &&
-	    pthread_create(&f->threads[f->n_threads], NULL, worker_main, f) == 0)
-		f->n_threads++;
-	if (f->n_threads == 0)
-		goto out;
 	f->q[(f->head + f->n) % QUEUE_MAX] = (struct piece){start, end};
 	f->n++;
-	pthread_cond_signal(&f->work);
+	kick_locked(f);
 out:
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Between hold() and unhold(), queued pieces wait, so that a worker takes
+ * them together. */
+static void hold(struct lazy_fetch *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold++;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void unhold(struct lazy_fetch *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold--;
+	kick_locked(f);
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -483,11 +651,13 @@ static void read_ahead(struct lazy_layer *l, uint32_t idx, uint32_t next, uint64
 		return;
 	if (e->n_chunks > 1) {
 		uint32_t last = MIN(next + READ_AHEAD_CHUNKS, e->first_chunk + e->n_chunks);
+		hold(f);
 		for (uint32_t k = next; k < last; k++) {
 			const struct content_estargz_chunk *c = &toc->chunks[k];
 			if (!lazy_cache_has(l->mgr->cache, &c->digest))
 				enqueue(f, c->offset, c->end);
 		}
+		unhold(f);
 		return;
 	}
 	/* A file that read-ahead already has in flight or queued (a stale
@@ -495,7 +665,9 @@ static void read_ahead(struct lazy_layer *l, uint32_t idx, uint32_t next, uint64
 	 * were python's unread encodings, 0.5% of the image). */
 	if (end - start <= NEIGHBOUR_MEMBER_MAX && !foreseen(f, start, end)) {
 		uint64_t max = dir_miss(f, e->parent) > 1 ? NEIGHBOUR_MAX : NEIGHBOUR_FIRST;
+		hold(f);
 		enqueue_range(f, end, neighbours_end(toc, e->parent, end, max));
+		unhold(f);
 	}
 }
 
@@ -545,12 +717,14 @@ void lazy_fetch_start(struct lazy_fetch *f)
 
 	if (toc->prefetch_end > 0 || f->l->mgr->opts.no_prefetch)
 		return;
+	hold(f);
 	for (size_t i = 0; i < ELEMENTSOF(startup); i++) {
 		int64_t idx = lookup_file(toc, startup[i]);
 
 		if (idx >= 0)
 			queue_file(f, (uint32_t)idx);
 	}
+	unhold(f);
 }
 
 /* --- shared libraries of an ELF file ----------------------------------------- */
@@ -719,6 +893,9 @@ static void queue_libraries(struct lazy_layer *l, const struct content_estargz_c
 	/* under m->lock: a layer is freed only after it left m->layers; no
 	 * network I/O here, only lookups and cache checks */
 	pthread_mutex_lock(&m->lock);
+	for (size_t k = 0; k < m->n_layers; k++)
+		if (m->layers[k]->fetch && streq(m->layers[k]->ref_str, l->ref_str))
+			hold(m->layers[k]->fetch);
 	for (size_t i = 0; i < n; i++) {
 		bool found = false;
 		for (size_t k = m->n_layers; k-- > 0 && !found;) {
@@ -740,6 +917,9 @@ static void queue_libraries(struct lazy_layer *l, const struct content_estargz_c
 			}
 		}
 	}
+	for (size_t k = 0; k < m->n_layers; k++)
+		if (m->layers[k]->fetch && streq(m->layers[k]->ref_str, l->ref_str))
+			unhold(m->layers[k]->fetch);
 	pthread_mutex_unlock(&m->lock);
 }
 

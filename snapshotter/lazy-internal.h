@@ -38,7 +38,9 @@ ssize_t lazy_cache_read(struct lazy_cache *c, const struct strata_digest *d, uin
 bool lazy_cache_has(struct lazy_cache *c, const struct strata_digest *d);
 /* A cached chunk's open, size-checked fd, valid until lazy_cache_unpin()
  * (a FUSE reply can splice from it). The cache keeps a bounded set of chunk
- * files open, LRU, so cached reads need no open/stat/close. */
+ * files open, LRU, so cached reads need no open/stat/close. A chunk still
+ * waiting for the write-behind writer has no fd yet: -ENOENT, and
+ * lazy_cache_read() serves it. */
 struct lazy_cache_pin {
 	int fd;
 	int slot; /* -1: a private fd, closed by unpin */
@@ -47,10 +49,14 @@ struct lazy_cache_pin {
 int lazy_cache_pin(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
                    struct lazy_cache_pin *ret);
 void lazy_cache_unpin(struct lazy_cache *c, struct lazy_cache_pin *p);
-/* Store verified bytes. Errors are for the caller to log; a failed put only
- * costs a later refetch. */
+/* Store verified bytes: a small chunk is kept in memory and written to its
+ * file later by a writer thread at idle priority (has and read see it at
+ * once). Errors are for the caller to log; a failed put only costs a later
+ * refetch. */
 int lazy_cache_put(struct lazy_cache *c, const struct strata_digest *d, const void *buf,
                    size_t len);
+/* Wait until every chunk put is in its file. */
+void lazy_cache_flush(struct lazy_cache *c);
 /* Evict down to target bytes (0: empty the cache). */
 int lazy_cache_evict(struct lazy_cache *c, uint64_t target);
 uint64_t lazy_cache_size(struct lazy_cache *c);

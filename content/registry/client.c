@@ -345,8 +345,8 @@ static struct registry_host_state *host_state_locked(struct content_registry_cli
 	return s;
 }
 
-bool registry_host_no_range(struct content_registry_client *c,
-                            const struct content_registry_host *h)
+bool registry_host_quirk(struct content_registry_client *c, const struct content_registry_host *h,
+                         unsigned quirk)
 {
 	_cleanup_free_ char *key = registry_host_key(h);
 	struct registry_host_state *s;
@@ -357,13 +357,13 @@ bool registry_host_no_range(struct content_registry_client *c,
 	pthread_mutex_lock(&c->lock);
 	s = host_state_locked(c, key, false);
 	if (s)
-		r = s->no_range;
+		r = (s->quirks & quirk) != 0;
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
 
-void registry_host_set_no_range(struct content_registry_client *c,
-                                const struct content_registry_host *h)
+void registry_host_set_quirk(struct content_registry_client *c,
+                             const struct content_registry_host *h, unsigned quirk)
 {
 	_cleanup_free_ char *key = registry_host_key(h);
 	struct registry_host_state *s;
@@ -373,7 +373,7 @@ void registry_host_set_no_range(struct content_registry_client *c,
 	pthread_mutex_lock(&c->lock);
 	s = host_state_locked(c, key, true);
 	if (s)
-		s->no_range = true;
+		s->quirks |= quirk;
 	pthread_mutex_unlock(&c->lock);
 }
 

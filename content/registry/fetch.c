@@ -540,7 +540,7 @@ int64_t content_registry_read_range(struct content_registry_client *c,
 
 		if (!(h->capabilities & CONTENT_REGISTRY_CAP_PULL))
 			continue;
-		if (registry_host_no_range(c, h)) {
+		if (registry_host_quirk(c, h, REGISTRY_QUIRK_NO_RANGE)) {
 			_cleanup_error_ struct strata_error *err = NULL;
 			r = strata_error_set(&err, -EOPNOTSUPP,
 			                     "registry %s: %s://%s does not support Range requests",
@@ -566,7 +566,7 @@ int64_t content_registry_read_range(struct content_registry_client *c,
 			r = registry_request_do(c, &req, what, &err);
 			registry_request_done(&req);
 			if (r == -EOPNOTSUPP) {
-				registry_host_set_no_range(c, h);
+				registry_host_set_quirk(c, h, REGISTRY_QUIRK_NO_RANGE);
 				log_debug("registry %s: %s://%s ignores Range; lazy reads are off "
 				          "for it",
 				          ref->domain, h->scheme, h->host);
@@ -587,4 +587,241 @@ int64_t content_registry_read_range(struct content_registry_client *c,
 			return r;
 	}
 	return finish_error(&kept, r, ret_err, ref->domain, what);
+}
+
+/* --- several ranges in one request --------------------------------------------- */
+
+#define RANGES_MAX 64 /* per request: keeps the Range header a few KiB */
+
+struct ranges_ctx {
+	const struct content_registry_range *ranges;
+	size_t n;
+	bool *done;
+	size_t n_done;
+	content_registry_range_fn fn;
+	void *userdata;
+	const struct registry_request *req;
+	uint64_t span; /* first range's start to last range's end */
+	uint64_t bytes;
+	int fn_err; /* fn's, passed on as is */
+	/* the answer: multipart, or one part (buffered) */
+	bool started, multipart;
+	struct registry_multipart mp;
+	uint8_t *single;
+	size_t single_len;
+};
+
+/* Hand over every range that the part [off, off + len) holds whole. */
+static int ranges_deliver(uint64_t off, const uint8_t *data, size_t len, void *userdata)
+{
+	struct ranges_ctx *x = userdata;
+
+	x->bytes += len;
+	for (size_t i = 0; i < x->n; i++) {
+		const struct content_registry_range *g = &x->ranges[i];
+		int r;
+
+		if (x->done[i] || g->offset < off || g->offset - off > len ||
+		    g->len > len - (g->offset - off))
+			continue;
+		r = x->fn(i, data + (g->offset - off), (size_t)g->len, x->userdata);
+		if (r < 0)
+			return x->fn_err = r;
+		x->done[i] = true;
+		x->n_done++;
+	}
+	return 0;
+}
+
+static int ranges_sink_write(const void *buf, size_t len, void *userdata)
+{
+	struct ranges_ctx *x = userdata;
+
+	if (!x->started) {
+		int r = registry_multipart_init(&x->mp, x->req->content_type, (size_t)x->span,
+		                                ranges_deliver, x);
+		if (r == -ENOMEM)
+			return r;
+		x->started = true;
+		x->multipart = r == 0;
+		if (!x->multipart) {
+			x->single = malloc((size_t)x->span);
+			if (!x->single)
+				return -ENOMEM;
+		}
+	}
+	if (x->multipart)
+		return registry_multipart_feed(&x->mp, buf, len);
+	if (len > x->span - x->single_len)
+		return -EBADMSG;
+	memcpy(x->single + x->single_len, buf, len);
+	x->single_len += len;
+	return 0;
+}
+
+static char *range_list(const struct content_registry_range *ranges, size_t n)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+
+	if (!f)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s%" PRIu64 "-%" PRIu64, i ? "," : "", ranges[i].offset,
+		        ranges[i].offset + ranges[i].len - 1);
+	if (fclose(f) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* One request for ranges on the first host that may serve it; what it did
+ * not deliver is left undone in x. 1 when a request was made, 0 when the
+ * host is known not to answer it, < 0 for fn's error or -ENOMEM. */
+static int ranges_request(struct content_registry_client *c, const struct content_ref *ref,
+                          const char *path, const char *what, struct ranges_ctx *x)
+{
+	_cleanup_free_ char *list = range_list(x->ranges, x->n);
+	_cleanup_error_ struct strata_error *err = NULL;
+	const struct content_registry_hosts *hs;
+	const struct content_registry_host *h = NULL;
+	int r;
+
+	if (!list)
+		return -ENOMEM;
+	r = registry_client_hosts(c, ref->domain, &hs, NULL);
+	if (r < 0)
+		return 0; /* the single requests say why */
+	for (size_t i = 0; i < hs->n_hosts && !h; i++)
+		if ((hs->hosts[i].capabilities & CONTENT_REGISTRY_CAP_PULL) &&
+		    !registry_host_quirk(c, &hs->hosts[i], REGISTRY_QUIRK_NO_RANGE))
+			h = &hs->hosts[i];
+	if (!h || registry_host_quirk(c, h, REGISTRY_QUIRK_NO_MULTIRANGE))
+		return 0;
+
+	struct registry_request req = {
+	        .host = h,
+	        .domain = ref->domain,
+	        .repo = ref->path,
+	        .method = "GET",
+	        .path = path,
+	        .range_start = -1,
+	        .range_end = -1,
+	        .range_list = list,
+	        .range_strict = true,
+	        /* the parts' headers and delimiters on top of the data */
+	        .max_body = x->span + 64 * 1024 + x->n * 1024,
+	        .fn = ranges_sink_write,
+	        .userdata = x,
+	};
+	x->req = &req;
+	r = registry_request_do(c, &req, what, &err);
+	if (r == 0 && x->started && !x->multipart) {
+		/* one part: a registry that merged everything, or only serves
+		 * the first range */
+		if (req.content_range >= 0)
+			r = ranges_deliver((uint64_t)req.content_range, x->single, x->single_len,
+			                   x);
+		registry_host_set_quirk(c, h, REGISTRY_QUIRK_NO_MULTIRANGE);
+	} else if (r == -EOPNOTSUPP) {
+		/* the whole blob for several ranges (S3 does that): single
+		 * ranges may still work */
+		registry_host_set_quirk(c, h, REGISTRY_QUIRK_NO_MULTIRANGE);
+		r = 0;
+	}
+	if (x->fn_err)
+		r = x->fn_err;
+	else if (r < 0 && r != -ENOMEM)
+		log_debug("registry %s: %s: %zu ranges in one request: %s; one per request now",
+		          ref->domain, what, x->n, err ? strata_error_message(err) : strerror(-r));
+	registry_request_done(&req);
+	x->req = NULL;
+	return r == -ENOMEM || x->fn_err ? r : 1;
+}
+
+int content_registry_read_ranges(struct content_registry_client *c, const struct content_ref *ref,
+                                 const struct strata_digest *digest,
+                                 const struct content_registry_range *ranges, size_t n,
+                                 content_registry_range_fn fn, void *userdata, uint64_t *ret_bytes,
+                                 unsigned *ret_requests, struct strata_error **ret_err)
+{
+	_cleanup_(content_registry_client_freep) struct content_registry_client *via =
+	        registry_route_get(c, ref);
+	_cleanup_free_ char *path = NULL, *what = NULL;
+	_cleanup_free_ bool *done = NULL;
+	char ds[STRATA_DIGEST_STRING_MAX];
+	struct ranges_ctx x = {.ranges = ranges, .n = n, .fn = fn, .userdata = userdata};
+	unsigned requests = 0;
+	int r = 0;
+
+	if (via)
+		return content_registry_read_ranges(via, ref, digest, ranges, n, fn, userdata,
+		                                    ret_bytes, ret_requests, ret_err);
+	if (ret_bytes)
+		*ret_bytes = 0;
+	if (ret_requests)
+		*ret_requests = 0;
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (ranges[i].len == 0 || ranges[i].len > SIZE_MAX ||
+		    (i > 0 && ranges[i].offset < ranges[i - 1].offset + ranges[i - 1].len))
+			return strata_error_set(
+			        ret_err, -EINVAL,
+			        "byte ranges must be non-empty, sorted and disjoint");
+	done = calloc(n, sizeof(*done));
+	if (!done)
+		return -ENOMEM;
+	x.done = done;
+	x.span = ranges[n - 1].offset + ranges[n - 1].len - ranges[0].offset;
+	strata_digest_format(digest, ds);
+	if (asprintf(&path, "/blobs/%s", ds) < 0 ||
+	    asprintf(&what, "blob %s (%zu ranges)", ds, n) < 0)
+		return -ENOMEM;
+
+	if (n > 1 && n <= RANGES_MAX) {
+		r = ranges_request(c, ref, path, what, &x);
+		if (r > 0)
+			requests++;
+		r = MIN(r, 0);
+	}
+	registry_multipart_done(&x.mp);
+	free(x.single);
+	x.single = NULL;
+	/* what is left, one request each */
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		_cleanup_free_ uint8_t *buf = NULL;
+		int64_t got;
+
+		if (done[i])
+			continue;
+		buf = malloc((size_t)ranges[i].len);
+		if (!buf) {
+			r = -ENOMEM;
+			break;
+		}
+		got = content_registry_read_range(c, ref, digest, ranges[i].offset,
+		                                  (size_t)ranges[i].len, buf, ret_err);
+		requests++;
+		if (got < 0) {
+			r = (int)got;
+			break;
+		}
+		if ((uint64_t)got != ranges[i].len) {
+			r = strata_error_set(ret_err, -EBADMSG,
+			                     "registry %s: %s: range %" PRIu64 "-%" PRIu64
+			                     " past the end of the blob",
+			                     ref->domain, what, ranges[i].offset,
+			                     ranges[i].offset + ranges[i].len - 1);
+			break;
+		}
+		r = ranges_deliver(ranges[i].offset, buf, (size_t)got, &x);
+	}
+	if (ret_bytes)
+		*ret_bytes = x.bytes;
+	if (ret_requests)
+		*ret_requests = requests;
+	return r;
 }

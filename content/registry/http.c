@@ -61,6 +61,7 @@ static void xfer_reset_headers(struct xfer *x)
 	x->www_auth = NULL;
 	x->retry_after = -1;
 	x->cr_start = -1;
+	req->content_range = -1;
 	free(req->content_type);
 	req->content_type = NULL;
 	free(req->docker_digest);
@@ -143,6 +144,13 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *userp)
 		curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
 		req->status = status;
 		x->is_body = status >= 200 && status < 300;
+		if (status == 206)
+			req->content_range = x->cr_start;
+		/* several ranges are only ever asked for strictly */
+		if (x->is_body && req->range_list && status == 200) {
+			req->range_ignored = true;
+			return 0;
+		}
 		if (x->is_body && req->range_start > 0 && status == 200) {
 			if (req->range_strict) {
 				req->range_ignored = true;
@@ -695,7 +703,12 @@ static int build_headers(const struct content_registry_host *h, const struct reg
 	/* no 100-continue round trip: bodies are small or wanted anyway */
 	if (!streq(req->method, "GET") && !streq(req->method, "HEAD"))
 		ADD("Expect:");
-	if (req->range_start >= 0) {
+	if (req->range_list) {
+		_cleanup_free_ char *line = NULL;
+		if (asprintf(&line, "Range: bytes=%s", req->range_list) < 0)
+			goto oom;
+		ADD(line);
+	} else if (req->range_start >= 0) {
 		if (req->range_end >= 0)
 			snprintf(buf, sizeof(buf), "Range: bytes=%" PRId64 "-%" PRId64,
 			         req->range_start, req->range_end);

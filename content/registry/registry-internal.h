@@ -49,7 +49,14 @@ char *registry_basic_b64(const char *user, const char *password);
 struct registry_host_state {
 	char *key; /* "https://host:port" */
 	struct registry_challenge challenge;
-	bool no_range; /* answered a Range request with 200 + whole blob */
+	unsigned quirks; /* REGISTRY_QUIRK_* */
+};
+
+enum {
+	/* answered a Range request with 200 + the whole blob */
+	REGISTRY_QUIRK_NO_RANGE = 1u << 0,
+	/* answered a request for several ranges with one part or all of it */
+	REGISTRY_QUIRK_NO_MULTIRANGE = 1u << 1,
 };
 
 struct registry_token {
@@ -147,10 +154,10 @@ int registry_credentials_get(struct content_registry_client *c,
                              char **ret_user, char **ret_pass, const char **ret_source,
                              struct strata_error **ret_err);
 
-bool registry_host_no_range(struct content_registry_client *c,
-                            const struct content_registry_host *h);
-void registry_host_set_no_range(struct content_registry_client *c,
-                                const struct content_registry_host *h);
+bool registry_host_quirk(struct content_registry_client *c, const struct content_registry_host *h,
+                         unsigned quirk);
+void registry_host_set_quirk(struct content_registry_client *c,
+                             const struct content_registry_host *h, unsigned quirk);
 
 /* A request body: len bytes of buf, or when buf is NULL, of fd from offset
  * (read with pread, so the fd may be shared). Read again from the start on
@@ -179,6 +186,7 @@ struct registry_request {
 	const char *body_type;            /* Content-Type of body; NULL = none */
 	int64_t range_start;              /* < 0: no Range header */
 	int64_t range_end;                /* inclusive; < 0: open ended */
+	const char *range_list;           /* instead: "a-b,c-d" (several ranges) */
 	/* on 200 to a Range request: true = abort with range_ignored set,
 	 * false = drop the first range_start bytes and deliver the rest */
 	bool range_strict;
@@ -192,6 +200,7 @@ struct registry_request {
 	char *docker_digest;
 	char *location;
 	int64_t content_length; /* -1 unknown */
+	int64_t content_range;  /* first byte of a 206 answer's Content-Range, -1 none */
 	uint64_t delivered;     /* bytes handed to fn */
 	bool range_ignored;
 };
@@ -210,3 +219,40 @@ void registry_request_done(struct registry_request *req);
  */
 int registry_request_do(struct content_registry_client *c, struct registry_request *req,
                         const char *what, struct strata_error **ret_err);
+
+/* --- multipart/byteranges (multipart.c) -------------------------------------- */
+
+typedef int (*registry_part_fn)(uint64_t offset, const uint8_t *data, size_t len, void *userdata);
+
+/*
+ * A multipart/byteranges answer (RFC 9110 14.6) parsed as it arrives: each
+ * part's bytes are collected and handed to fn whole, with the offset its
+ * Content-Range names. The parser copes with any split of the input; it
+ * refuses a part without Content-Range or larger than max_part, an
+ * over-long line and more than 64 KiB of text outside the parts.
+ */
+struct registry_multipart {
+	char *delim; /* "--" boundary */
+	size_t delim_len;
+	registry_part_fn fn;
+	void *userdata;
+	size_t max_part;
+	enum { MP_LINE, MP_DATA, MP_DONE } state;
+	bool in_headers; /* after a delimiter line, before the blank line */
+	char line[1024];
+	size_t line_len;
+	size_t text; /* bytes outside parts */
+	int64_t part_start;
+	uint8_t *data;
+	size_t data_len, data_want;
+	unsigned parts;
+};
+
+/* -EBADMSG when content_type is not multipart/byteranges with a boundary. */
+int registry_multipart_init(struct registry_multipart *mp, const char *content_type,
+                            size_t max_part, registry_part_fn fn, void *userdata);
+/* fn's negative return is passed on; -EBADMSG for malformed input. */
+int registry_multipart_feed(struct registry_multipart *mp, const void *buf, size_t len);
+/* -EBADMSG unless the closing delimiter was seen. */
+int registry_multipart_finish(const struct registry_multipart *mp);
+void registry_multipart_done(struct registry_multipart *mp);

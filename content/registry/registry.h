@@ -344,6 +344,33 @@ int64_t content_registry_read_range(struct content_registry_client *c,
                                     const struct strata_digest *digest, uint64_t offset, size_t len,
                                     void *buf, struct strata_error **ret_err);
 
+/* One byte range of a blob: [offset, offset + len). */
+struct content_registry_range {
+	uint64_t offset;
+	uint64_t len;
+};
+
+/* Range i's bytes, exactly ranges[i].len of them; < 0 stops the transfer. */
+typedef int (*content_registry_range_fn)(size_t i, const uint8_t *data, size_t len, void *userdata);
+
+/*
+ * Read n ranges of a blob (sorted, disjoint) in one request: "Range:
+ * bytes=a-b,c-d,..." answered with multipart/byteranges. fn gets each range
+ * as soon as the part holding it has arrived, in the order the registry
+ * sends them (a registry may merge neighbours into one part; the gap is
+ * dropped). A host that answers with a single part or the whole blob is
+ * remembered, and what it did not send is read one range per request, then
+ * and in later calls. Returns 0 once fn had every range, else the error
+ * (fn may have had some ranges). *ret_bytes (may be NULL): the bytes of
+ * every part received, gaps included; *ret_requests: requests made. Like
+ * read_range, a registry that ignores Range altogether is -EOPNOTSUPP.
+ */
+int content_registry_read_ranges(struct content_registry_client *c, const struct content_ref *ref,
+                                 const struct strata_digest *digest,
+                                 const struct content_registry_range *ranges, size_t n,
+                                 content_registry_range_fn fn, void *userdata, uint64_t *ret_bytes,
+                                 unsigned *ret_requests, struct strata_error **ret_err);
+
 /* --- push (push.c; `strata convert`) ------------------------------------------ */
 
 /*

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import sys
 import tarfile
 import threading
@@ -271,6 +272,15 @@ def layers():
     return out
 
 
+def bigtoc():
+    """A 12 MiB layer whose TOC member (~76 KiB: a chunk per 8 KiB of random
+    data) is bigger than a fixed 64 KiB tail but within blob/128 (~97 KiB):
+    footer and TOC in one Range request. Served only (gen skips it)."""
+    data = random.Random(7).randbytes(12 << 20)
+    return build([{"name": "data", "type": "dir"},
+                  {"name": "data/f", "type": "reg", "data": data}], chunk_size=8 << 10)
+
+
 def summary(ls):
     s = {}
     for name, (blob, toc) in ls.items():
@@ -306,6 +316,7 @@ LOCK = threading.Lock()
 
 def serve(d):
     ls = layers()
+    ls["bigtoc"] = bigtoc()
     blobs = {}
     manifests = {}
     config = json.dumps({"architecture": "amd64", "os": "linux",
@@ -387,8 +398,27 @@ def serve(d):
             if b is None:
                 return self.send(404, head=head)
             rng = self.headers.get("Range")
-            if rng and FAIL_FROM[0] >= 0 and int(rng[6:].partition("-")[0]) >= FAIL_FROM[0]:
+            if rng and FAIL_FROM[0] >= 0 and \
+                    max(int(x.partition("-")[0]) for x in rng[6:].split(",")) >= FAIL_FROM[0]:
                 return self.send(503, head=head)
+            if rng and not repo.startswith("norange") and rng.startswith("bytes=") and \
+                    "," in rng:
+                # several ranges: multipart/byteranges (stats count the data only)
+                out, data = b"", 0
+                for one in rng[6:].split(","):
+                    x, _, y = one.partition("-")
+                    x, y = int(x), min(int(y), len(b) - 1)
+                    out += (b"--BOUNDARY\r\nContent-Range: bytes %d-%d/%d\r\n\r\n"
+                            % (x, y, len(b))) + b[x:y + 1] + b"\r\n"
+                    data += y + 1 - x
+                    if y == len(b) - 1:
+                        with LOCK:
+                            STATS["tails"] += 1
+                out += b"--BOUNDARY--\r\n"
+                with LOCK:
+                    STATS["bytes"] -= len(out) - data
+                return self.send(206, out, {"Content-Type":
+                                            "multipart/byteranges; boundary=BOUNDARY"}, head)
             if rng and not repo.startswith("norange") and rng.startswith("bytes="):
                 a, _, z = rng[6:].partition("-")
                 a = int(a)

@@ -11,6 +11,10 @@ behaviour:
   basic/img       HTTP Basic alice:secret
   liar/img        manifests by digest come back with other bytes
   norange/img     blob GETs ignore Range (200 + whole body)
+  onepart/img     several ranges are answered with the first one only
+  merge/img       several ranges are answered with one part covering them all
+  shuffle/img     several ranges: multipart, parts in reverse order, a
+                  quoted boundary, a preamble and bare-LF header lines
   flaky/img       every path answers 503 (Retry-After: 0) twice first
   redirect/img    blob GETs redirect to BLOBPORT; bearer auth
   truncate/img    the first blob GET is cut off half-way
@@ -78,7 +82,7 @@ BASIC_OK = "Basic " + base64.b64encode(b"alice:secret").decode()
 
 lock = threading.Lock()
 stats = {"requests": 0, "token_requests": 0, "redirect_requests": 0,
-         "redirect_with_auth": 0, "blob_requests": 0}
+         "redirect_with_auth": 0, "blob_requests": 0, "multirange_requests": 0}
 tokens = set()
 flaky_counts = {}
 truncated = set()
@@ -90,13 +94,16 @@ def bump(k):
         stats[k] += 1
 
 
-def parse_range(h, total):
+def parse_ranges(h, total):
     if not h or not h.startswith("bytes="):
         return None
-    a, _, b = h[6:].partition("-")
-    a = int(a)
-    b = int(b) if b else total - 1
-    return a, min(b, total - 1)
+    out = []
+    for one in h[6:].split(","):
+        a, _, b = one.strip().partition("-")
+        a = int(a)
+        b = int(b) if b else total - 1
+        out.append((a, min(b, total - 1)))
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -119,18 +126,41 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps({"errors": [{"code": ecode, "message": msg}]}).encode()
         self.send(code, body, headers=headers, head=head)
 
-    def send_blob(self, data, head=False, ignore_range=False):
-        r = None if ignore_range else parse_range(self.headers.get("Range"), len(data))
-        if r is None:
+    def send_blob(self, data, head=False, ignore_range=False, repo=""):
+        rs = None if ignore_range else parse_ranges(self.headers.get("Range"), len(data))
+        if rs is None:
             self.send(200, data, "application/octet-stream",
                       {"Docker-Content-Digest": digest(data)}, head)
             return
-        a, b = r
+        if len(rs) > 1:
+            bump("multirange_requests")
+            if repo == "onepart/img":
+                rs = rs[:1]
+            elif repo == "merge/img":
+                rs = [(rs[0][0], rs[-1][1])]
+            else:
+                self.send_multipart(data, rs, head, repo == "shuffle/img")
+                return
+        a, b = rs[0]
         if a >= len(data):
             self.send(416, b"", head=head)
             return
         self.send(206, data[a:b + 1], "application/octet-stream",
                   {"Content-Range": "bytes %d-%d/%d" % (a, b, len(data))}, head)
+
+    def send_multipart(self, data, rs, head, odd):
+        boundary = "b0und4ry" + secrets.token_hex(8)
+        nl = b"\n" if odd else b"\r\n"
+        body = b"a preamble to ignore\r\n" if odd else b""
+        for a, b in (reversed(rs) if odd else rs):
+            body += b"--" + boundary.encode() + b"\r\n"
+            body += b"Content-Type: application/octet-stream" + nl
+            body += ("Content-Range: bytes %d-%d/%d" % (a, b, len(data))).encode() + nl + nl
+            body += data[a:b + 1] + b"\r\n"
+        body += b"--" + boundary.encode() + b"--\r\n"
+        ctype = 'multipart/byteranges; boundary=%s' % (
+            '"%s"' % boundary if odd else boundary)
+        self.send(206, body, ctype, None, head)
 
     def authorized(self, repo, head):
         """True if the request may go on; otherwise an answer was sent."""
@@ -231,7 +261,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.close_connection = True
                 return
-        self.send_blob(data, head, ignore_range=(repo == "norange/img"))
+        self.send_blob(data, head, ignore_range=(repo == "norange/img"), repo=repo)
 
     def do_GET(self):
         self.route(False)

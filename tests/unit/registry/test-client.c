@@ -478,6 +478,111 @@ static void test_route(void **state)
 	assert_int_equal(content_registry_resolve(c, ref, &d, NULL), -EACCES);
 }
 
+/* Several ranges, one request: each range handed over once with its
+ * bytes, whatever the registry does with the request. */
+struct ranges_got {
+	const uint8_t *blob;
+	const struct content_registry_range *ranges;
+	unsigned calls[8];
+	int fail_at; /* range index whose callback fails, -1 none */
+};
+
+static int ranges_check(size_t i, const uint8_t *data, size_t len, void *userdata)
+{
+	struct ranges_got *g = userdata;
+
+	assert_true(i < 8);
+	assert_int_equal(len, g->ranges[i].len);
+	assert_memory_equal(data, g->blob + g->ranges[i].offset, len);
+	g->calls[i]++;
+	return (int)i == g->fail_at ? -ENOSPC : 0;
+}
+
+static void read_ranges_from(const char *repo, unsigned want_requests, uint64_t want_bytes)
+{
+	_cleanup_(content_registry_client_freep) struct content_registry_client *c =
+	        client_with(NULL, 0);
+	_cleanup_(content_ref_freep) struct content_ref *ref = ref_for(repo, ":v1");
+	static const struct content_registry_range r[] = {
+	        {0, 1}, {10, 100}, {5000, 4096}, {150000, 70000}, {299990, 10},
+	};
+	struct content_image_descriptor l;
+	struct buf blob = {0};
+	struct ranges_got g = {.ranges = r, .fail_at = -1};
+	uint64_t bytes;
+	unsigned requests;
+	int64_t before;
+
+	layer_desc(&l);
+	assert_int_equal(content_registry_fetch_blob(c, ref, &l, 0, CONTENT_REGISTRY_FETCH_VERIFY,
+	                                             buf_write, &blob, NULL),
+	                 0);
+	g.blob = (const uint8_t *)blob.p;
+	before = stat_get("blob_requests");
+	assert_int_equal(content_registry_read_ranges(c, ref, &l.digest, r, ELEMENTSOF(r),
+	                                              ranges_check, &g, &bytes, &requests, NULL),
+	                 0);
+	for (size_t i = 0; i < ELEMENTSOF(r); i++)
+		assert_int_equal(g.calls[i], 1);
+	assert_int_equal(requests, want_requests);
+	assert_int_equal(stat_get("blob_requests") - before, want_requests);
+	assert_int_equal(bytes, want_bytes);
+	/* a host that answered with one part is remembered: one per range */
+	if (want_requests > 1) {
+		memset(g.calls, 0, sizeof(g.calls));
+		before = stat_get("multirange_requests");
+		assert_int_equal(content_registry_read_ranges(c, ref, &l.digest, r, ELEMENTSOF(r),
+		                                              ranges_check, &g, NULL, &requests,
+		                                              NULL),
+		                 0);
+		assert_int_equal(requests, ELEMENTSOF(r));
+		assert_int_equal(stat_get("multirange_requests"), before);
+	}
+	/* the callback's error stops it, and comes back */
+	memset(g.calls, 0, sizeof(g.calls));
+	g.fail_at = 2;
+	assert_int_equal(content_registry_read_ranges(c, ref, &l.digest, r, ELEMENTSOF(r),
+	                                              ranges_check, &g, NULL, NULL, NULL),
+	                 -ENOSPC);
+	assert_int_equal(g.calls[2], 1);
+	free(blob.p);
+}
+
+static void test_read_ranges(void **state)
+{
+	const uint64_t sum = 1 + 100 + 4096 + 70000 + 10;
+
+	read_ranges_from("plain/img", 1, sum);
+	read_ranges_from("shuffle/img", 1, sum);
+	/* one part from the first byte of the first range to the last of the
+	 * last: the gaps are counted, not handed over */
+	read_ranges_from("merge/img", 1, 300000);
+	/* the first range only, then one request per range left */
+	read_ranges_from("onepart/img", 5, sum);
+}
+
+static void test_read_ranges_refused(void **state)
+{
+	_cleanup_(content_registry_client_freep) struct content_registry_client *c =
+	        client_with(NULL, 0);
+	_cleanup_(content_ref_freep) struct content_ref *ref = ref_for("norange/img", ":v1");
+	_cleanup_error_ struct strata_error *err = NULL;
+	static const struct content_registry_range r[] = {{10, 10}, {100, 10}};
+	static const struct content_registry_range bad[] = {{100, 10}, {10, 10}};
+	struct content_image_descriptor l;
+	struct ranges_got g = {.ranges = r, .fail_at = -1};
+
+	layer_desc(&l);
+	/* the whole blob for several ranges, then for one: no lazy reads */
+	assert_int_equal(content_registry_read_ranges(c, ref, &l.digest, r, ELEMENTSOF(r),
+	                                              ranges_check, &g, NULL, NULL, &err),
+	                 -EOPNOTSUPP);
+	assert_int_equal(g.calls[0] + g.calls[1], 0);
+	assert_int_equal(content_registry_read_ranges(c, ref, &l.digest, bad, ELEMENTSOF(bad),
+	                                              ranges_check, &g, NULL, NULL, NULL),
+	                 -EINVAL);
+}
+
 static void test_redirect(void **state)
 {
 	_cleanup_(content_registry_client_freep) struct content_registry_client *c =
@@ -676,6 +781,8 @@ int main(void)
 	        cmocka_unit_test(test_big_manifest),
 	        cmocka_unit_test(test_mirror_fallback),
 	        cmocka_unit_test(test_threads),
+	        cmocka_unit_test(test_read_ranges),
+	        cmocka_unit_test(test_read_ranges_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -133,6 +133,22 @@ static void read_local_blob(const struct strata_digest *d, char **ret, size_t *r
 	assert_int_equal(path_read_file_at(AT_FDCWD, p, 64u << 20, ret, ret_len), 0);
 }
 
+struct real_ranges {
+	const uint8_t *blob;
+	const struct content_registry_range *ranges;
+	size_t calls;
+};
+
+static int real_range_check(size_t i, const uint8_t *data, size_t len, void *userdata)
+{
+	struct real_ranges *g = userdata;
+
+	assert_int_equal(len, g->ranges[i].len);
+	assert_memory_equal(data, g->blob + g->ranges[i].offset, len);
+	g->calls++;
+	return 0;
+}
+
 static void test_pull(void **state)
 {
 	_cleanup_(content_registry_client_freep) struct content_registry_client *c = NULL;
@@ -200,6 +216,23 @@ static void test_pull(void **state)
 	                                             sizeof(rb), rb, NULL),
 	                 51);
 	assert_memory_equal(rb, local + llen - 51, 51);
+
+	/* several ranges in one request: docker-registry answers multipart */
+	{
+		const struct content_registry_range rs[] = {
+		        {0, 10}, {1000, 2000}, {50000, 1}, {llen - 100, 100}};
+		struct real_ranges g = {.blob = (const uint8_t *)local, .ranges = rs};
+		uint64_t bytes;
+		unsigned requests;
+
+		assert_int_equal(content_registry_read_ranges(c, ref, &m->layers[0].digest, rs,
+		                                              ELEMENTSOF(rs), real_range_check, &g,
+		                                              &bytes, &requests, NULL),
+		                 0);
+		assert_int_equal(g.calls, ELEMENTSOF(rs));
+		assert_int_equal(requests, 1);
+		assert_int_equal(bytes, 10 + 2000 + 1 + 100);
+	}
 
 	content_image_descriptor_done(&d);
 }
