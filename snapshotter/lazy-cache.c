@@ -205,7 +205,12 @@ struct lazy_cache *lazy_cache_free(struct lazy_cache *c)
 
 uint64_t lazy_cache_size(struct lazy_cache *c)
 {
-	return atomic_load(&c->size);
+	uint64_t pending;
+
+	pthread_mutex_lock(&c->pend_lock);
+	pending = c->pend_bytes;
+	pthread_mutex_unlock(&c->pend_lock);
+	return atomic_load(&c->size) + pending;
 }
 
 /* --- write-behind ------------------------------------------------------------ */
