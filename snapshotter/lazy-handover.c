@@ -116,6 +116,7 @@ struct lazy_handover {
 	int fd;               /* connection to the holder, -1: none */
 	struct kept_fd *kept; /* received with GET, not yet claimed */
 	size_t n_kept;
+	pid_t spawned; /* spawn_holder's first child, not yet reaped */
 };
 
 /* --- messages ---------------------------------------------------------- */
@@ -326,13 +327,26 @@ static int connect_holder(const char *run_dir)
 	return TAKE_FD(s);
 }
 
+/* Reap spawn_holder's first child (it exits at once); h->lock held. */
+static void reap_spawned(struct lazy_handover *h, bool block)
+{
+	pid_t r;
+
+	if (h->spawned <= 0)
+		return;
+	do
+		r = waitpid(h->spawned, NULL, block ? 0 : WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r != 0) /* reaped, or not ours any more */
+		h->spawned = 0;
+}
+
 /* Start a holder and connect to it; h->lock held. */
 static int spawn_holder(struct lazy_handover *h)
 {
 	_cleanup_close_ int dirfd = -1, lfd = -1, s = -1;
 	struct sockaddr_un sa;
 	pid_t pid;
-	int status;
 
 	if (path_mkdir_p(h->run_dir, 0700) < 0)
 		return negative_errno();
@@ -384,8 +398,10 @@ static int spawn_holder(struct lazy_handover *h)
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	/* Reaped later (reap_spawned): waiting here put its fork and exit,
+	 * 10-20 ms on a busy machine, on the first lazy Prepare's path. The
+	 * connection is queued already, so nothing waits for the holder. */
+	h->spawned = pid;
 	log_debug("lazy layers: started the FUSE fd holder (%s/" SOCK_NAME ")", h->run_dir);
 	return TAKE_FD(s);
 }
@@ -475,6 +491,7 @@ struct lazy_handover *lazy_handover_free(struct lazy_handover *h)
 		return NULL;
 	kept_close(h);
 	safe_close(h->fd);
+	reap_spawned(h, true);
 	pthread_mutex_destroy(&h->lock);
 	free(h->run_dir);
 	free(h);
@@ -519,6 +536,7 @@ void lazy_handover_put(struct lazy_handover *h, struct lazy_layer *l)
 	if (!h->keep || fd < 0)
 		return;
 	pthread_mutex_lock(&h->lock);
+	reap_spawned(h, false);
 	if (h->fd < 0) {
 		int s = spawn_holder(h);
 		if (s < 0)
@@ -535,6 +553,7 @@ void lazy_handover_put(struct lazy_handover *h, struct lazy_layer *l)
 void lazy_handover_del(struct lazy_handover *h, uint64_t id)
 {
 	pthread_mutex_lock(&h->lock);
+	reap_spawned(h, false);
 	send_locked(h, &(struct ho_msg){.op = HO_DEL, .id = id}, -1);
 	pthread_mutex_unlock(&h->lock);
 }

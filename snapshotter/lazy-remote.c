@@ -311,17 +311,54 @@ static char *snap_dir(struct snap_store *s, uint64_t id, const char *name)
 	return asprintf(&p, "%s/%" PRIu64 "/%s", s->snapshots_dir, id, name) < 0 ? NULL : p;
 }
 
-static int write_file(struct snap_store *s, uint64_t id, const char *name, const void *data,
-                      size_t len)
+/* Write name in dfd whole, replacing it; fdatasync'ed when sync. */
+static int write_at(int dfd, const char *name, const void *data, size_t len, bool sync)
 {
-	_cleanup_close_ int dfd = -1;
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return negative_errno();
+	r = loop_write(fd, data, len);
+	if (r == 0 && sync && fdatasync(fd) < 0)
+		r = negative_errno();
+	return r;
+}
+
+static int open_snap_dir(struct snap_store *s, uint64_t id)
+{
 	char d[24];
 
 	snprintf(d, sizeof(d), "%" PRIu64, id);
-	dfd = openat(s->snapshots_fd, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return openat(s->snapshots_fd, d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+struct fill_ctx {
+	const char *rec, *json;
+	size_t json_len;
+};
+
+/* The snapshot's directory before the metadata write makes it visible.
+ * The record is what a restart remounts from: durable, data and directory
+ * entry, first. toc.json is not synced: remount() fetches the TOC again
+ * (and checks it against the record's toc_digest) when a crash lost or cut
+ * it. Written in place, not renamed: nothing reads them before the write,
+ * and a crash before it leaves the directory to Cleanup. */
+static int fill_remote(struct snap_store *s, uint64_t id, void *userdata)
+{
+	const struct fill_ctx *c = userdata;
+	_cleanup_close_ int dfd = open_snap_dir(s, id);
+	int r;
+
 	if (dfd < 0)
 		return negative_errno();
-	return path_write_file_atomic_at(dfd, name, data, len, 0600);
+	r = write_at(dfd, "toc.json", c->json, c->json_len, false);
+	if (r == 0)
+		r = write_at(dfd, "remote", c->rec, strlen(c->rec), true);
+	if (r == 0 && fsync(dfd) < 0)
+		r = negative_errno();
+	return r;
 }
 
 struct remote_record {
@@ -497,13 +534,8 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		(void)strata_sha256(json, json_len, &tocd);
 	t[2] = now_ms();
 
-	/* Active snapshot -> remote record + TOC -> commit -> mount. */
-	r = snap_create(s, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, NULL, NULL, ret_err);
-	if (r < 0)
-		return r;
-	r = snap_get_id(s, key, &id, ret_err);
-	if (r < 0)
-		goto fail_key;
+	/* Remote record + TOC -> the committed snapshot, in one metadata
+	 * write (the Prepare key is never stored) -> mount. */
 	{
 		char ts[STRATA_DIGEST_STRING_MAX];
 		if (asprintf(&rec,
@@ -511,36 +543,33 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		             "\ntoc_digest=%s\ntoc_offset=%" PRIu64
 		             "\nunverified=%d\npull_credentials=%d\n",
 		             ref_s, dig_s, size, strata_digest_format(&tocd, ts), toc->toc_offset,
-		             !verified, content_registry_client_routed(m->registry, ref)) < 0) {
-			r = -ENOMEM;
-			goto fail_key;
-		}
-	}
-	r = write_file(s, id, "toc.json", json, json_len);
-	if (r == 0)
-		r = write_file(s, id, "remote", rec, strlen(rec));
-	if (r < 0) {
-		(void)strata_error_set_errno(ret_err, r, "write remote layer record");
-		goto fail_key;
+		             !verified, content_registry_client_routed(m->registry, ref)) < 0)
+			return -ENOMEM;
 	}
 	cl = calloc(n_labels + 1, sizeof(*cl));
-	if (!cl) {
-		r = -ENOMEM;
-		goto fail_key;
-	}
+	if (!cl)
+		return -ENOMEM;
 	{
+		struct fill_ctx fc = {.rec = rec, .json = json, .json_len = json_len};
+		bool name_exists = false;
 		size_t n = 0;
+
 		for (size_t i = 0; i < n_labels; i++)
 			if (!streq(labels[i].key, LABEL_REMOTE))
 				cl[n++] = labels[i];
 		cl[n++] =
 		        (struct snap_label){.key = (char *)LABEL_REMOTE, .value = (char *)"strata"};
-		r = snap_commit(s, target, key, cl, n, &err);
-	}
-	if (r < 0) {
-		fallback(dig_s, "commit of the remote snapshot failed", err);
-		(void)snap_remove(s, key, NULL);
-		return 0;
+		r = snap_create_committed(s, target, key, parent, cl, n, fill_remote, &fc, &id,
+		                          &name_exists, &err);
+		if (r < 0 && name_exists) {
+			/* made meanwhile by another Prepare of the chain */
+			fallback(dig_s, "commit of the remote snapshot failed", err);
+			return 0;
+		}
+		if (r < 0) {
+			strata_error_propagate(ret_err, &err);
+			return r;
+		}
 	}
 	t[3] = now_ms();
 	mp = snap_dir(s, id, "fs");
@@ -570,12 +599,38 @@ fail_target:
 	fallback(dig_s, "mount failed", err);
 	(void)snap_remove(s, target, NULL);
 	return 0;
-fail_key:
-	(void)snap_remove(s, key, NULL);
-	return r;
 }
 
-/* Remount one remote snapshot from its record and local TOC. */
+/* The layer's TOC from the registry, checked against the record's
+ * toc_digest (for an unverified layer, the digest of the TOC it was mounted
+ * with) and toc_offset. */
+static int refetch_toc(struct lazy_manager *m, const struct remote_record *rec,
+                       const struct strata_digest *digest, const struct strata_digest *tocd,
+                       struct content_estargz_toc **ret, char **ret_json, size_t *ret_json_len,
+                       uint64_t *ret_fetched, struct strata_error **ret_err)
+{
+	_cleanup_(content_ref_freep) struct content_ref *ref = NULL;
+	_cleanup_(content_estargz_toc_freep) struct content_estargz_toc *toc = NULL;
+	int r;
+
+	r = content_ref_parse(rec->ref, &ref, ret_err);
+	if (r < 0)
+		return strata_error_prefix(ret_err, r, "its TOC is lost and its reference is bad");
+	r = content_estargz_open_remote(m->registry, ref, digest, rec->size, tocd, &toc, ret_json,
+	                                ret_json_len, ret_fetched, ret_err);
+	if (r < 0)
+		return strata_error_prefix(ret_err, r, "its TOC is lost: fetch it again");
+	if (toc->toc_offset != rec->toc_offset) {
+		free(TAKE_PTR(*ret_json));
+		return strata_error_set(ret_err, -EBADMSG,
+		                        "its TOC is lost and the registry's blob differs");
+	}
+	*ret = TAKE_PTR(toc);
+	return 0;
+}
+
+/* Remount one remote snapshot from its record and local TOC (or, when a
+ * crash lost that, the registry's). */
 static int remount(struct snap_store *s, const struct snap_record *sr,
                    struct strata_error **ret_err)
 {
@@ -584,8 +639,10 @@ static int remount(struct snap_store *s, const struct snap_record *sr,
 	_cleanup_free_ char *json = NULL, *mp = NULL;
 	struct remote_record rec;
 	struct strata_digest digest, tocd;
+	_cleanup_error_ struct strata_error *err = NULL;
 	struct lazy_layer *l = NULL;
 	size_t json_len = 0;
+	uint64_t fetched = 0;
 	char p[40];
 	int r;
 
@@ -598,10 +655,24 @@ static int remount(struct snap_store *s, const struct snap_record *sr,
 	snprintf(p, sizeof(p), "%" PRIu64 "/toc.json", sr->id);
 	r = path_read_file_at(s->snapshots_fd, p, CONTENT_ESTARGZ_TOC_MAX, &json, &json_len);
 	if (r < 0)
-		return strata_error_set_errno(ret_err, r, "read its TOC");
-	r = content_estargz_toc_parse(json, json_len, &tocd, rec.toc_offset, &toc, ret_err);
-	if (r < 0)
-		return r;
+		(void)strata_error_set_errno(&err, r, "read its TOC");
+	else
+		r = content_estargz_toc_parse(json, json_len, &tocd, rec.toc_offset, &toc, &err);
+	if (r < 0) {
+		log_info("remote snapshot \"%s\": local TOC unusable (%s): fetching it again",
+		         sr->info.name, strata_error_message(err));
+		free(TAKE_PTR(json));
+		toc = content_estargz_toc_free(toc);
+		r = refetch_toc(m, &rec, &digest, &tocd, &toc, &json, &json_len, &fetched, ret_err);
+		if (r < 0)
+			return r;
+		/* best effort, unsynced as at Prepare: the next start fetches
+		 * again if this one is lost */
+		_cleanup_close_ int dfd = open_snap_dir(s, sr->id);
+		if (dfd < 0 || write_at(dfd, "toc.json", json, json_len, false) < 0)
+			log_debug("remote snapshot \"%s\": cannot store its TOC again",
+			          sr->info.name);
+	}
 	mp = snap_dir(s, sr->id, "fs");
 	if (!mp)
 		return -ENOMEM;
@@ -619,6 +690,7 @@ static int remount(struct snap_store *s, const struct snap_record *sr,
 		lazy_layer_free(l);
 		return r;
 	}
+	atomic_fetch_add(&l->bytes_fetched, fetched);
 	/* the route a pull set died with the previous daemon */
 	if (rec.pull_credentials && !content_registry_client_routed(m->registry, l->ref))
 		log_warn("remote snapshot \"%s\" (%s): mounted with the credentials or transport "

@@ -62,6 +62,17 @@ struct snap_store {
 int snap_create(struct snap_store *s, enum snap_kind kind, const char *key, const char *parent,
                 const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
                 size_t *ret_n_mounts, struct strata_error **ret_err);
+/* A remote layer's Prepare: the committed snapshot name (labels as given)
+ * in one metadata write, key never stored. fill(id) writes what must be in
+ * the snapshot's directory when the snapshot becomes visible (and makes it
+ * durable as it needs); a crash before the write leaves an orphan directory
+ * for Cleanup. -EEXIST with *ret_name_exists when name is taken (key taken:
+ * false). */
+int snap_create_committed(struct snap_store *s, const char *name, const char *key,
+                          const char *parent, const struct snap_label *labels, size_t n_labels,
+                          int (*fill)(struct snap_store *s, uint64_t id, void *userdata),
+                          void *userdata, uint64_t *ret_id, bool *ret_name_exists,
+                          struct strata_error **ret_err);
 
 /* --- snap-meta.c (the only file including <lmdb.h>) --- */
 int snap_meta_open(struct snap_store *s);
@@ -97,6 +108,21 @@ struct snap_commit_args {
 	struct strata_error *err;
 };
 int snap_meta_commit(struct snap_store *s, struct snap_commit_args *a);
+
+/* A committed snapshot in one write (a remote layer's Prepare, which would
+ * otherwise create key as active and commit it): name must be unused, and
+ * so must key, which is not stored. key_exists tells the two -EEXIST apart. */
+struct snap_create_committed_args {
+	const char *name, *key, *parent;
+	uint64_t id;
+	const struct snap_label *labels;
+	size_t n_labels;
+	struct snap_usage usage;
+	/* out */
+	bool key_exists;
+	struct strata_error *err;
+};
+int snap_meta_create_committed(struct snap_store *s, struct snap_create_committed_args *a);
 
 /* Remove key's record; *ret_id gets its id. */
 int snap_meta_remove(struct snap_store *s, const char *key, uint64_t *ret_id,

@@ -541,6 +541,87 @@ int snap_meta_commit(struct snap_store *s, struct snap_commit_args *a)
 	return strata_meta_write(s->meta, commit_txn, &c);
 }
 
+struct create_committed_ctx {
+	struct snap_store *s;
+	struct snap_create_committed_args *a;
+};
+
+/* create_txn and commit_txn in one: the record goes straight in under its
+ * name, as a committed one, with the same id, parent and child entries. */
+static int create_committed_txn(void *txn, void *userdata)
+{
+	struct create_committed_ctx *c = userdata;
+	struct snap_create_committed_args *a = c->a;
+	struct snap_store *s = c->s;
+	struct snap_record rec = {0}, prec = {0};
+	MDB_val k = {.mv_size = strlen(a->name), .mv_data = (void *)a->name}, v;
+	struct timespec t;
+	int r, rc;
+
+	a->key_exists = false;
+	rc = mdb_get(txn, s->dbi[DBI_KEYS], &k, &v);
+	if (rc == 0)
+		return strata_error_set(&a->err, -EEXIST,
+		                        "committed snapshot \"%s\": already exists", a->name);
+	if (rc != MDB_NOTFOUND)
+		return strata_meta_errno(rc);
+	k = (MDB_val){.mv_size = strlen(a->key), .mv_data = (void *)a->key};
+	rc = mdb_get(txn, s->dbi[DBI_KEYS], &k, &v);
+	if (rc == 0) {
+		a->key_exists = true;
+		return strata_error_set(&a->err, -EEXIST, "snapshot \"%s\": already exists",
+		                        a->key);
+	}
+	if (rc != MDB_NOTFOUND)
+		return strata_meta_errno(rc);
+	if (a->parent && a->parent[0]) {
+		r = get_record(txn, s, a->parent, &prec);
+		if (r == -ENOENT)
+			return strata_error_set(&a->err, r, "missing parent \"%s\": not found",
+			                        a->parent);
+		if (r < 0)
+			return r;
+		if (prec.info.kind != SNAP_KIND_COMMITTED) {
+			snap_record_done(&prec);
+			return strata_error_set(&a->err, -EINVAL,
+			                        "parent \"%s\" is not committed snapshot: invalid "
+			                        "argument",
+			                        a->parent);
+		}
+	}
+	r = now(&t);
+	if (r < 0)
+		goto out;
+	rec.id = a->id;
+	rec.usage = a->usage;
+	rec.info = (struct snap_info){
+	        .name = (char *)a->name,
+	        .parent = (char *)strempty(a->parent),
+	        .kind = SNAP_KIND_COMMITTED,
+	        .created = t,
+	        .updated = t,
+	        .labels = (struct snap_label *)a->labels,
+	        .n_labels = a->n_labels,
+	};
+	r = put_record(txn, s, &rec, MDB_NOOVERWRITE);
+	if (r < 0)
+		goto out;
+	r = put_id(txn, s, a->id, a->name);
+	if (r < 0)
+		goto out;
+	if (prec.info.name)
+		r = put_child(txn, s, prec.id, a->id, a->name);
+out:
+	snap_record_done(&prec);
+	return r;
+}
+
+int snap_meta_create_committed(struct snap_store *s, struct snap_create_committed_args *a)
+{
+	struct create_committed_ctx c = {.s = s, .a = a};
+	return strata_meta_write(s->meta, create_committed_txn, &c);
+}
+
 struct remove_ctx {
 	struct snap_store *s;
 	const char *key;

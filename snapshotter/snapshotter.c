@@ -515,6 +515,81 @@ fail:
 	return r;
 }
 
+int snap_create_committed(struct snap_store *s, const char *name, const char *key,
+                          const char *parent, const struct snap_label *labels, size_t n_labels,
+                          int (*fill)(struct snap_store *s, uint64_t id, void *userdata),
+                          void *userdata, uint64_t *ret_id, bool *ret_name_exists,
+                          struct strata_error **ret_err)
+{
+	struct snap_create_committed_args a = {
+	        .name = name, .key = key, .parent = parent, .labels = labels, .n_labels = n_labels};
+	struct snap_record prec = {0};
+	uint64_t parent_id = 0;
+	char fs[40];
+	int r;
+
+	*ret_name_exists = false;
+	r = check_key("snapshot name", name, ret_err);
+	if (r == 0)
+		r = check_key("snapshot key", key, ret_err);
+	if (r < 0)
+		return r;
+	if (parent && parent[0]) {
+		/* Early, for the parent's owner; the write re-checks it. */
+		r = snap_meta_get(s, parent, &prec);
+		if (r == -ENOENT)
+			return strata_error_set(ret_err, r, "missing parent \"%s\": not found",
+			                        parent);
+		if (r < 0)
+			return strata_error_set_errno(ret_err, r, "read parent \"%s\"", parent);
+		parent_id = prec.id;
+		snap_record_done(&prec);
+	}
+	r = alloc_id(s, &a.id);
+	if (r < 0)
+		return strata_error_set_errno(ret_err, r, "allocate snapshot id");
+
+	/* Shared from mkdir to the metadata write, as in snap_create. The
+	 * layout is an active snapshot's committed: fs and work. */
+	pthread_rwlock_rdlock(&s->dirs_lock);
+	r = make_dirs(s, a.id, SNAP_KIND_ACTIVE, parent_id);
+	if (r < 0) {
+		(void)strata_error_set_errno(ret_err, r, "create directory for snapshot \"%s\"",
+		                             key);
+		goto fail;
+	}
+	r = fill(s, a.id, userdata);
+	if (r < 0) {
+		(void)strata_error_set_errno(ret_err, r, "fill snapshot \"%s\"", name);
+		goto fail;
+	}
+	/* what snap_commit records for it */
+	snprintf(fs, sizeof(fs), "%" PRIu64 "/fs", a.id);
+	r = snap_disk_usage_at(s->snapshots_fd, fs, &a.usage);
+	if (r < 0) {
+		(void)strata_error_set_errno(ret_err, r, "measure usage of snapshot \"%s\"", name);
+		goto fail;
+	}
+	r = snap_meta_create_committed(s, &a);
+	if (r < 0) {
+		*ret_name_exists = r == -EEXIST && !a.key_exists;
+		if (a.err)
+			strata_error_propagate(ret_err, &a.err);
+		else
+			(void)strata_error_set_errno(ret_err, r, "create snapshot \"%s\"", name);
+		goto fail;
+	}
+	pthread_rwlock_unlock(&s->dirs_lock);
+	strata_error_free(a.err);
+	*ret_id = a.id;
+	return 0;
+fail:
+	remove_dir(s, a.id);
+	pthread_rwlock_unlock(&s->dirs_lock);
+	strata_error_free(a.err);
+	return r;
+}
+
 int snap_prepare(struct snap_store *s, const char *key, const char *parent,
                  const struct snap_label *labels, size_t n_labels, struct snap_mount **ret_mounts,
                  size_t *ret_n_mounts, struct strata_error **ret_err)

@@ -732,6 +732,128 @@ static void test_restart(void **state)
 	assert_int_equal(snap_remove(store, "default/3/view", NULL), 0);
 }
 
+/* toc.json is not synced at Prepare: a restart that finds it missing or
+ * damaged fetches the TOC again (checked against the record's toc_digest),
+ * stores it again, and the layer mounts and reads as before. */
+static void test_restart_lost_toc(void **state)
+{
+	_cleanup_free_ char *hello = NULL, *data = NULL, *tocp = NULL, *json = NULL;
+	struct strata_digest d, want;
+	struct stat a, b;
+	uint64_t id;
+	size_t len;
+	char p[300];
+
+	assert_int_equal(snap_get_id(store, "chain-valid", &id, NULL), 0);
+	snprintf(p, sizeof(p), "%s/snapshots/%" PRIu64 "/toc.json", root, id);
+	tocp = strdup(p);
+	hello = fs_path("chain-valid", "bin/hello");
+	assert_int_equal(strata_digest_parse(sum("valid", "toc_digest"), &want, NULL), 0);
+	for (int round = 0; round < 3; round++) {
+		store = snap_store_close(store);
+		if (round == 0) {
+			assert_int_equal(unlink(tocp), 0);
+		} else if (round == 1) {
+			/* a crash that kept the name but not all of the data */
+			assert_int_equal(truncate(tocp, 100), 0);
+		} else {
+			_cleanup_close_ int fd = open(tocp, O_WRONLY);
+			assert_true(fd >= 0);
+			assert_int_equal(pwrite(fd, "X", 1, 10), 1);
+		}
+		assert_int_equal(open_store(false), 0);
+		/* the registry's TOC, stored again */
+		free(json);
+		json = NULL;
+		read_file(tocp, &json, &len);
+		assert_int_equal(strata_sha256(json, len, &d), 0);
+		assert_true(strata_digest_equal(&d, &want));
+		free(data);
+		data = NULL;
+		read_file(hello, &data, &len);
+		assert_int_equal(len, 18);
+		assert_memory_equal(data, "hello, lazy world\n", 18);
+	}
+	/* an intact toc.json is used as it is: not written again */
+	assert_int_equal(stat(tocp, &a), 0);
+	store = snap_store_close(store);
+	assert_int_equal(open_store(false), 0);
+	assert_int_equal(stat(tocp, &b), 0);
+	assert_int_equal(a.st_mtim.tv_sec, b.st_mtim.tv_sec);
+	assert_int_equal(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
+	assert_non_null(lazy_manager_find(store->lazy, id));
+}
+
+/* A lost toc.json with the registry down: the layer is not mounted and
+ * Mounts of a child answers Unavailable, as for any unmountable layer. */
+static void test_restart_lost_toc_registry_down(void **state)
+{
+	_cleanup_free_ char *json = NULL;
+	struct snap_mount *m = NULL;
+	size_t n = 0, len;
+	uint64_t id;
+	char p[300];
+
+	assert_int_equal(snap_get_id(store, "chain-valid", &id, NULL), 0);
+	snprintf(p, sizeof(p), "%s/snapshots/%" PRIu64 "/toc.json", root, id);
+	kill(registry_pid, SIGTERM);
+	waitpid(registry_pid, NULL, 0);
+	registry_pid = 0;
+	store = snap_store_close(store);
+	read_file(p, &json, &len);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(open_store(false), 0);
+	assert_null(lazy_manager_find(store->lazy, id));
+	assert_int_equal(snap_view(store, "default/5/view", "chain-valid", NULL, 0, &m, &n, NULL),
+	                 -EAGAIN);
+	/* back as it was for the tests that follow (the registry comes back
+	 * on another port, which the record does not name) */
+	store = snap_store_close(store);
+	assert_int_equal(path_write_file_atomic_at(AT_FDCWD, p, json, len, 0600), 0);
+	assert_int_equal(start_registry(), 0);
+	assert_int_equal(open_store(false), 0);
+	assert_non_null(lazy_manager_find(store->lazy, id));
+}
+
+/* Layer "bigtoc" (12 MiB): a TOC member bigger than 64 KiB but within
+ * blob/128 comes with the footer in one Range request of blob/128 bytes,
+ * all counted in *ret_fetched. */
+static void test_toc_one_request(void **state)
+{
+	_cleanup_(content_ref_freep) struct content_ref *ref = NULL;
+	struct content_estargz_toc *toc = NULL;
+	struct strata_digest d, tocd;
+	uint64_t size = (uint64_t)json_integer_value(
+	                 json_object_get(json_object_get(summary, "bigtoc"), "size")),
+	         fetched = 0, req, bytes;
+	char r[128];
+
+	snprintf(r, sizeof(r), "127.0.0.1:%d/bigtoc/img:v1", port);
+	assert_int_equal(content_ref_parse(r, &ref, NULL), 0);
+	assert_int_equal(strata_digest_parse(sum("bigtoc", "digest"), &d, NULL), 0);
+	assert_int_equal(strata_digest_parse(sum("bigtoc", "toc_digest"), &tocd, NULL), 0);
+	for (int i = 0; i < 2; i++) { /* the first may also say hello to the registry */
+		req = registry_requests();
+		bytes = registry_bytes();
+		fetched = 0;
+		assert_int_equal(content_estargz_open_remote(snap_lazy_registry(store), ref, &d,
+		                                             size, &tocd, &toc, NULL, NULL,
+		                                             &fetched, NULL),
+		                 0);
+		/* one Range request, besides two /stats (registry_bytes and this) */
+		req = registry_requests() - req;
+		if (i == 1)
+			assert_int_equal(req, 3);
+		/* the /stats answers themselves are not counted in bytes */
+		assert_int_equal(registry_bytes() - bytes, fetched);
+		assert_int_equal(fetched, size / 128);
+		/* a TOC a fixed 64 KiB tail would have needed a second request for */
+		assert_true(size - toc->toc_offset > (64u << 10));
+		assert_true(toc->n_entries > 1);
+		toc = content_estargz_toc_free(toc);
+	}
+}
+
 static void test_unhealthy_after_restart(void **state)
 {
 	_cleanup_free_ char *hello = NULL;
@@ -869,8 +991,13 @@ int main(void)
 	        cmocka_unit_test(test_stale_pyc_source),
 	        cmocka_unit_test(test_read_ahead_registry_down),
 	        cmocka_unit_test(test_sibling_toc_ahead),
+	        /* before test_fallbacks: its "norange" repository marks the
+	         * host as ignoring Range until the store is reopened */
+	        cmocka_unit_test(test_toc_one_request),
 	        cmocka_unit_test(test_fallbacks),
 	        cmocka_unit_test(test_restart),
+	        cmocka_unit_test(test_restart_lost_toc),
+	        cmocka_unit_test(test_restart_lost_toc_registry_down),
 	        cmocka_unit_test(test_unhealthy_after_restart),
 	        cmocka_unit_test(test_remove_unmounts),
 	        cmocka_unit_test(test_cache_eviction),
