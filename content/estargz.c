@@ -172,7 +172,40 @@ int content_estargz_inflate(const void *in, size_t len, void *out, size_t want)
 	return rc;
 }
 
-/* Inflate a whole (bounded) member set: for the TOC. */
+/* One whole gzip member of at most max bytes, in one libdeflate pass (the
+ * trailer's ISIZE sizes the output): 1 when in is not that, for zlib. */
+static int inflate_one(const void *in, size_t len, size_t max, uint8_t **ret, size_t *ret_len)
+{
+	struct libdeflate_decompressor *d;
+	const uint8_t *p = in;
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t isize, in_used = 0, out_got = 0;
+	enum libdeflate_result res;
+
+	if (len < 18)
+		return 1;
+	isize = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
+	        (size_t)p[len - 1] << 24;
+	if (isize == 0 || isize > max)
+		return 1;
+	buf = malloc(isize);
+	d = libdeflate_alloc_decompressor();
+	if (!buf || !d) {
+		libdeflate_free_decompressor(d);
+		return -ENOMEM;
+	}
+	res = libdeflate_gzip_decompress_ex(d, in, len, buf, isize, &in_used, &out_got);
+	libdeflate_free_decompressor(d);
+	if (res != LIBDEFLATE_SUCCESS || in_used != len || out_got != isize)
+		return 1;
+	*ret = TAKE_PTR(buf);
+	*ret_len = isize;
+	return 0;
+}
+
+/* Inflate a whole (bounded) member set: for the TOC. The TOC is one member
+ * of a few MB of JSON on the first Prepare's path: libdeflate takes it in
+ * 2-3 ms where zlib's loop took 8 (measured, python image base layer). */
 static int inflate_all(const void *in, size_t len, size_t max, uint8_t **ret, size_t *ret_len)
 {
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -180,6 +213,10 @@ static int inflate_all(const void *in, size_t len, size_t max, uint8_t **ret, si
 	z_stream z = {0};
 	int rc, r = 0;
 
+	r = inflate_one(in, len, max, ret, ret_len);
+	if (r <= 0)
+		return r;
+	r = 0;
 	if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
 		return -ENOMEM;
 	buf = malloc(cap);

@@ -9,13 +9,16 @@
  * (by mtime, which a hit refreshes when it is older than TOUCH_SEC) until
  * 90% of the cap. Nothing per chunk is kept in memory, but for a moment:
  *
- * Write-behind: a small chunk put is kept in memory (served from there, by
- * lazy_cache_has/read, not by pin) and written by a writer thread at the
- * lowest priority. Creating a file costs an inode allocation, measured at
- * ~0.4 ms of CPU each on a busy ext4 (and 0.36 ms per first-use directory);
- * a container's start fetches hundreds of small files (the read-ahead of a
- * directory's neighbours), and on two cores that CPU came out of the start.
- * Bounded by PENDING_BYTES_MAX; a chunk lost with the process is refetched.
+ * Write-behind: a small chunk put (up to PENDING_CHUNK_MAX) is kept in
+ * memory (served from there by lazy_cache_has/read, not by pin) and written
+ * by a writer thread at the lowest priority. Creating a file costs an inode
+ * allocation, measured at ~0.4 ms of CPU each on a busy ext4 (and 0.36 ms
+ * per first-use directory); a container's start fetches hundreds of small
+ * files (the read-ahead of a directory's neighbours), and on two cores that
+ * CPU came out of the start. Large chunks are written at once: kept in
+ * memory too (4 MiB), the python start measured slower (their reads lose
+ * the splice path until written). Bounded by PENDING_BYTES_MAX; a chunk
+ * lost with the process is refetched.
  */
 #include <dirent.h>
 #include <fcntl.h>

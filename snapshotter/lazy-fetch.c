@@ -81,6 +81,9 @@ struct lazy_fetch {
 	struct piece q[QUEUE_MAX];
 	unsigned head, n, busy;
 	unsigned hold; /* > 0: pieces are being queued together, workers wait */
+	/* a stale .pyc was seen: this image's build reset its sources'
+	 * mtimes, so python reads the source after every bytecode */
+	atomic_bool stale_pyc;
 	pthread_t threads[WORKERS];
 	unsigned n_threads;
 	bool stop;
@@ -952,26 +955,18 @@ static int64_t lookup_file(const struct content_estargz_toc *toc, const char *pa
 	return S_ISREG(toc->entries[e].mode) ? e : -1;
 }
 
-/* Python reads a module's source right after its bytecode when the .pyc
- * records another source mtime or size than the source has (images whose
- * build reset the sources' mtimes): for D/__pycache__/M.TAG.pyc whose first
- * 16 bytes are hdr, queue D/M.py when it is stale. Only files that were
- * opened: queuing the sources of read-ahead bytecode would double it. */
-static void queue_stale_source(struct lazy_layer *l, uint32_t idx, const uint8_t *hdr)
+/* The source D/M.py of D/__pycache__/M.TAG.pyc (entry idx), symlinks
+ * followed: its regular file's entry, or -1. */
+static int64_t source_of(const struct content_estargz_toc *toc, uint32_t idx)
 {
-	const struct content_estargz_toc *toc = l->toc;
-	const struct content_estargz_entry *e = &toc->entries[idx], *s;
+	const struct content_estargz_entry *e = &toc->entries[idx];
 	const char *name = content_estargz_str(toc, e->name);
 	char src[NAME_MAX_];
-	uint32_t flags, mtime, size;
-	int64_t si;
 	size_t stem = strcspn(name, ".");
+	int64_t si;
 
-	flags = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (uint32_t)hdr[7] << 24;
-	mtime = hdr[8] | hdr[9] << 8 | hdr[10] << 16 | (uint32_t)hdr[11] << 24;
-	size = hdr[12] | hdr[13] << 8 | hdr[14] << 16 | (uint32_t)hdr[15] << 24;
-	if (flags != 0 || stem == 0 || stem + 4 > sizeof(src))
-		return; /* hash-based .pyc: python checks it without the source's data */
+	if (stem == 0 || stem + 4 > sizeof(src))
+		return -1;
 	memcpy(src, name, stem);
 	strcpy(src + stem, ".py");
 	si = content_estargz_lookup(toc, toc->entries[e->parent].parent, src, stem + 3);
@@ -980,11 +975,35 @@ static void queue_stale_source(struct lazy_layer *l, uint32_t idx, const uint8_t
 		si = t[0] == '/' ? lookup_path(toc, t + 1) : -1;
 	}
 	if (si < 0)
-		return;
+		return -1;
 	si = content_estargz_resolve(toc, (uint32_t)si);
-	s = &toc->entries[si];
-	if (!S_ISREG(s->mode) || ((uint32_t)s->mtime_sec == mtime && (uint32_t)s->size == size))
+	return S_ISREG(toc->entries[si].mode) ? si : -1;
+}
+
+/* Python reads a module's source right after its bytecode when the .pyc
+ * records another source mtime or size than the source has (images whose
+ * build reset the sources' mtimes): for a .pyc whose first 16 bytes are
+ * hdr, queue its source when it is stale. Only files that were opened:
+ * queuing the sources of read-ahead bytecode would double it. */
+static void queue_stale_source(struct lazy_layer *l, uint32_t idx, const uint8_t *hdr)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *s;
+	uint32_t flags, mtime, size;
+	int64_t si;
+
+	flags = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (uint32_t)hdr[7] << 24;
+	mtime = hdr[8] | hdr[9] << 8 | hdr[10] << 16 | (uint32_t)hdr[11] << 24;
+	size = hdr[12] | hdr[13] << 8 | hdr[14] << 16 | (uint32_t)hdr[15] << 24;
+	if (flags != 0)
+		return; /* hash-based .pyc: python checks it without the source's data */
+	si = source_of(toc, idx);
+	if (si < 0)
 		return;
+	s = &toc->entries[si];
+	if ((uint32_t)s->mtime_sec == mtime && (uint32_t)s->size == size)
+		return;
+	atomic_store(&l->fetch->stale_pyc, true);
 	queue_file(l->fetch, (uint32_t)si);
 }
 
@@ -1065,6 +1084,14 @@ ssize_t lazy_fetch_read(struct lazy_layer *l, uint32_t idx, void *buf, size_t le
 		}
 		if (!ahead) {
 			read_ahead(l, idx, k, start, end);
+			/* once one bytecode was stale, every source is read after
+			 * its bytecode: fetch it alongside, not after */
+			if (off == 0 && l->fetch && atomic_load(&l->fetch->stale_pyc) &&
+			    is_pyc(toc, idx)) {
+				int64_t si = source_of(toc, idx);
+				if (si >= 0)
+					queue_file(l->fetch, (uint32_t)si);
+			}
 			ahead = true;
 		}
 		r = fetch(l, start, end, &w, "read");

@@ -49,10 +49,10 @@ struct lazy_cache_pin {
 int lazy_cache_pin(struct lazy_cache *c, const struct strata_digest *d, uint64_t size,
                    struct lazy_cache_pin *ret);
 void lazy_cache_unpin(struct lazy_cache *c, struct lazy_cache_pin *p);
-/* Store verified bytes: a small chunk is kept in memory and written to its
- * file later by a writer thread at idle priority (has and read see it at
- * once). Errors are for the caller to log; a failed put only costs a later
- * refetch. */
+/* Store verified bytes: a small chunk (up to 256 KiB, 16 MiB in all) is
+ * kept in memory and written to its file later by a writer thread at idle
+ * priority (has and read see it at once). Errors are for the caller to log; a failed put only costs
+ * a later refetch. */
 int lazy_cache_put(struct lazy_cache *c, const struct strata_digest *d, const void *buf,
                    size_t len);
 /* Wait until every chunk put is in its file. */
