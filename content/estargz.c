@@ -98,22 +98,41 @@ int content_estargz_parse_footer(const void *tail, size_t len, uint64_t *ret_toc
 
 /* --- gzip ----------------------------------------------------------------- */
 
-/* One gzip member holding at least want bytes, in one pass (libdeflate is
- * 2-3x faster than zlib here): 1 when in is not exactly one such member,
- * and zlib's streaming loop should do it. libdeflate wants room for the
- * whole member, whose size the gzip trailer (ISIZE) gives. */
+/* A gzip member's uncompressed size, from its trailer (ISIZE). */
+static size_t gzip_isize(const uint8_t *p, size_t len)
+{
+	return (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
+	       (size_t)p[len - 1] << 24;
+}
+
+/* in as exactly one gzip member of isize bytes, into out, in one libdeflate
+ * pass (2-3x faster than zlib here; it wants room for the whole member): 1
+ * when in is not that. */
+static int inflate_exact(const void *in, size_t len, void *out, size_t isize)
+{
+	/* small (~32 KiB) and cheap next to a member's inflate */
+	struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+	size_t in_used = 0, out_got = 0;
+	enum libdeflate_result res;
+
+	if (!d)
+		return -ENOMEM;
+	res = libdeflate_gzip_decompress_ex(d, in, len, out, isize, &in_used, &out_got);
+	libdeflate_free_decompressor(d);
+	return res == LIBDEFLATE_SUCCESS && in_used == len && out_got == isize ? 0 : 1;
+}
+
+/* One gzip member holding at least want bytes, in one pass: 1 when in is
+ * not exactly one such member, and zlib's streaming loop should do it. */
 static int inflate_member(const void *in, size_t len, void *out, size_t want)
 {
-	struct libdeflate_decompressor *d;
-	const uint8_t *p = in;
 	_cleanup_free_ uint8_t *tmp = NULL;
-	size_t isize, in_used = 0, out_got = 0;
-	enum libdeflate_result res;
+	size_t isize;
+	int r;
 
 	if (len < 18)
 		return 1;
-	isize = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
-	        (size_t)p[len - 1] << 24;
+	isize = gzip_isize(in, len);
 	/* the rest of a member past the file's bytes is tar padding and the
 	 * headers of the entries that follow: bounded, or not one member */
 	if (isize < want || isize - want > (16u << 20))
@@ -123,17 +142,10 @@ static int inflate_member(const void *in, size_t len, void *out, size_t want)
 		if (!tmp)
 			return -ENOMEM;
 	}
-	/* small (~32 KiB) and cheap next to a member's inflate */
-	d = libdeflate_alloc_decompressor();
-	if (!d)
-		return -ENOMEM;
-	res = libdeflate_gzip_decompress_ex(d, in, len, tmp ? tmp : out, isize, &in_used, &out_got);
-	libdeflate_free_decompressor(d);
-	if (res != LIBDEFLATE_SUCCESS || in_used != len || out_got != isize)
-		return 1;
-	if (tmp)
+	r = inflate_exact(in, len, tmp ? tmp : out, isize);
+	if (r == 0 && tmp)
 		memcpy(out, tmp, want);
-	return 0;
+	return r;
 }
 
 int content_estargz_inflate(const void *in, size_t len, void *out, size_t want)
@@ -172,32 +184,25 @@ int content_estargz_inflate(const void *in, size_t len, void *out, size_t want)
 	return rc;
 }
 
-/* One whole gzip member of at most max bytes, in one libdeflate pass (the
- * trailer's ISIZE sizes the output): 1 when in is not that, for zlib. */
+/* One whole gzip member of at most max bytes, sized by its trailer: 1 when
+ * in is not that, for zlib. */
 static int inflate_one(const void *in, size_t len, size_t max, uint8_t **ret, size_t *ret_len)
 {
-	struct libdeflate_decompressor *d;
-	const uint8_t *p = in;
 	_cleanup_free_ uint8_t *buf = NULL;
-	size_t isize, in_used = 0, out_got = 0;
-	enum libdeflate_result res;
+	size_t isize;
+	int r;
 
 	if (len < 18)
 		return 1;
-	isize = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
-	        (size_t)p[len - 1] << 24;
+	isize = gzip_isize(in, len);
 	if (isize == 0 || isize > max)
 		return 1;
 	buf = malloc(isize);
-	d = libdeflate_alloc_decompressor();
-	if (!buf || !d) {
-		libdeflate_free_decompressor(d);
+	if (!buf)
 		return -ENOMEM;
-	}
-	res = libdeflate_gzip_decompress_ex(d, in, len, buf, isize, &in_used, &out_got);
-	libdeflate_free_decompressor(d);
-	if (res != LIBDEFLATE_SUCCESS || in_used != len || out_got != isize)
-		return 1;
+	r = inflate_exact(in, len, buf, isize);
+	if (r != 0)
+		return r;
 	*ret = TAKE_PTR(buf);
 	*ret_len = isize;
 	return 0;

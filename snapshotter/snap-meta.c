@@ -385,6 +385,29 @@ int snap_meta_get_chain(struct snap_store *s, const char *key, struct snap_recor
 	return 0;
 }
 
+/* The committed parent a new snapshot names (none when parent is empty):
+ * its record in *ret, or containerd's errors for a missing or active one. */
+static int get_parent(void *txn, struct snap_store *s, const char *parent, struct snap_record *ret,
+                      struct strata_error **ret_err)
+{
+	int r;
+
+	if (!parent || !parent[0])
+		return 0;
+	r = get_record(txn, s, parent, ret);
+	if (r == -ENOENT)
+		return strata_error_set(ret_err, r, "missing parent \"%s\": not found", parent);
+	if (r < 0)
+		return r;
+	if (ret->info.kind != SNAP_KIND_COMMITTED) {
+		snap_record_done(ret);
+		return strata_error_set(ret_err, -EINVAL,
+		                        "parent \"%s\" is not committed snapshot: invalid argument",
+		                        parent);
+	}
+	return 0;
+}
+
 struct create_ctx {
 	struct snap_store *s;
 	struct snap_create_args *a;
@@ -403,21 +426,9 @@ static int create_txn(void *txn, void *userdata)
 	a->parent_ids = NULL;
 	a->n_parent_ids = 0;
 
-	if (a->parent && a->parent[0]) {
-		r = get_record(txn, s, a->parent, &prec);
-		if (r == -ENOENT)
-			return strata_error_set(&a->err, r, "missing parent \"%s\": not found",
-			                        a->parent);
-		if (r < 0)
-			return r;
-		if (prec.info.kind != SNAP_KIND_COMMITTED) {
-			snap_record_done(&prec);
-			return strata_error_set(&a->err, -EINVAL,
-			                        "parent \"%s\" is not committed snapshot: invalid "
-			                        "argument",
-			                        a->parent);
-		}
-	}
+	r = get_parent(txn, s, a->parent, &prec, &a->err);
+	if (r < 0)
+		return r;
 	r = now(&t);
 	if (r < 0)
 		goto out;
@@ -574,21 +585,9 @@ static int create_committed_txn(void *txn, void *userdata)
 	}
 	if (rc != MDB_NOTFOUND)
 		return strata_meta_errno(rc);
-	if (a->parent && a->parent[0]) {
-		r = get_record(txn, s, a->parent, &prec);
-		if (r == -ENOENT)
-			return strata_error_set(&a->err, r, "missing parent \"%s\": not found",
-			                        a->parent);
-		if (r < 0)
-			return r;
-		if (prec.info.kind != SNAP_KIND_COMMITTED) {
-			snap_record_done(&prec);
-			return strata_error_set(&a->err, -EINVAL,
-			                        "parent \"%s\" is not committed snapshot: invalid "
-			                        "argument",
-			                        a->parent);
-		}
-	}
+	r = get_parent(txn, s, a->parent, &prec, &a->err);
+	if (r < 0)
+		return r;
 	r = now(&t);
 	if (r < 0)
 		goto out;
