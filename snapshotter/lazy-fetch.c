@@ -63,7 +63,12 @@
 #define BATCH_MAX   16
 #define BATCH_BYTES (1u << 20)
 #define WORKERS     3
-#define QUEUE_MAX   64
+/* An executable looked up has its first EXEC_HINT_CHUNKS chunks fetched
+ * (the second often holds the library list), for EXEC_HINTS_MAX of them per
+ * layer: a scan of a bin directory must not fetch the layer. */
+#define EXEC_HINT_CHUNKS 2
+#define EXEC_HINTS_MAX   16
+#define QUEUE_MAX        64
 /* directories whose misses are counted (round robin) */
 #define DIRS_MAX 16
 
@@ -84,6 +89,7 @@ struct lazy_fetch {
 	/* a stale .pyc was seen: this image's build reset its sources'
 	 * mtimes, so python reads the source after every bytecode */
 	atomic_bool stale_pyc;
+	atomic_uint exec_hints;
 	pthread_t threads[WORKERS];
 	unsigned n_threads;
 	bool stop;
@@ -1052,6 +1058,28 @@ static bool is_pyc(const struct content_estargz_toc *toc, uint32_t idx)
 
 	return n > 4 && streq(name + n - 4, ".pyc") && e->parent != 0 &&
 	       streq(content_estargz_str(toc, toc->entries[e->parent].name), "__pycache__");
+}
+
+void lazy_fetch_looked_up(struct lazy_layer *l, uint32_t idx)
+{
+	const struct content_estargz_toc *toc = l->toc;
+	const struct content_estargz_entry *e;
+	struct lazy_fetch *f = l->fetch;
+	uint32_t last;
+
+	if (!f || atomic_load(&l->stopping))
+		return;
+	e = &toc->entries[content_estargz_resolve(toc, idx)];
+	if (!S_ISREG(e->mode) || !(e->mode & 0111) || e->n_chunks == 0 ||
+	    lazy_cache_has(l->mgr->cache, &toc->chunks[e->first_chunk].digest) ||
+	    atomic_fetch_add(&f->exec_hints, 1) >= EXEC_HINTS_MAX)
+		return;
+	last = e->first_chunk + MIN(e->n_chunks, (uint32_t)EXEC_HINT_CHUNKS);
+	hold(f);
+	for (uint32_t k = e->first_chunk; k < last; k++)
+		if (!lazy_cache_has(l->mgr->cache, &toc->chunks[k].digest))
+			enqueue(f, toc->chunks[k].offset, toc->chunks[k].end);
+	unhold(f);
 }
 
 void lazy_fetch_opened(struct lazy_layer *l, uint32_t idx)

@@ -121,6 +121,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	fill_entry(l, (uint32_t)c, &fe);
+	/* queued before the reply: what follows a lookup finds it queued */
+	lazy_fetch_looked_up(l, (uint32_t)c);
 	fuse_reply_entry(req, &fe);
 }
 

@@ -190,6 +190,11 @@ uint32_t lazy_fetch_first_at(const struct content_estargz_toc *toc, uint64_t off
 /* Entry idx was opened: queue what its opener will read next (a stale
  * .pyc's source). Never blocks on the network. */
 void lazy_fetch_opened(struct lazy_layer *l, uint32_t idx);
+/* Entry idx was looked up: when it is an executable, fetch its first chunks
+ * in the background. runc looks a container's command up in PATH when it
+ * creates the container, tens of ms (with CRI, more) before start execs
+ * it; a shell looks a command up right before it execs it. Never blocks. */
+void lazy_fetch_looked_up(struct lazy_layer *l, uint32_t idx);
 
 /* --- lazy-fs.c ------------------------------------------------------------ */
 

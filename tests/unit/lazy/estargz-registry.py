@@ -202,8 +202,9 @@ def elf_with_needed(needed, pad=0):
 
 
 # Read-ahead: a directory of small files followed by another directory's,
-# an executable and the library it needs (through a symlink), and a large
-# file of 8 chunks whose third chunk does not verify.
+# an executable and the library it needs (through a symlink), a large file
+# of 8 chunks whose third chunk does not verify, and an executable looked up
+# before it is read (with a file beside it that is not executable).
 RA = [{"name": "lib/", "type": "dir"}] + \
     [{"name": "lib/f%02d" % i, "type": "reg", "data": pattern(3000, "lib%d" % i)}
      for i in range(20)] + \
@@ -219,7 +220,12 @@ RA = [{"name": "lib/", "type": "dir"}] + \
     [{"name": "other/g%02d" % i, "type": "reg", "data": pattern(3000, "other%d" % i)}
      for i in range(5)] + \
     [{"name": "data/", "type": "dir"},
-     {"name": "data/big", "type": "reg", "data": pattern(8 << 16, "rabig")}]
+     {"name": "data/big", "type": "reg", "data": pattern(8 << 16, "rabig")}] + \
+    [{"name": "sbin/", "type": "dir"},
+     {"name": "sbin/tool", "type": "reg", "mode": 0o755,
+      "data": elf_with_needed(["libqux.so.1"])},
+     {"name": "sbin/notes", "type": "reg", "data": pattern(3000, "notes")},
+     {"name": "lib/libqux.so.1", "type": "reg", "data": pattern(3000, "libqux")}]
 
 
 # Start-up files fetched at mount (no landmark): passwd and libc, and a

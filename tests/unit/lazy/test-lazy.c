@@ -340,6 +340,27 @@ static void test_read_ahead_libraries(void **state)
 	assert_false(ra_cached("lib/f19"));
 }
 
+/* A lookup of an executable fetches its first chunk, and with it the
+ * libraries it needs (runc looks the command up when it creates the
+ * container, before start execs it); a lookup of another file does not. */
+static void test_exec_lookup(void **state)
+{
+	struct lazy_layer *l = ra_layer();
+	_cleanup_free_ char *tool = fs_path("chain-ra", "sbin/tool");
+	_cleanup_free_ char *notes = fs_path("chain-ra", "sbin/notes");
+	struct stat sb;
+
+	assert_false(ra_cached("sbin/tool"));
+	assert_false(ra_cached("lib/libqux.so.1"));
+	assert_int_equal(stat(notes, &sb), 0);
+	assert_int_equal(stat(tool, &sb), 0);
+	assert_true(sb.st_mode & 0111);
+	lazy_fetch_wait_idle(l->fetch);
+	assert_true(ra_cached("sbin/tool"));
+	assert_true(ra_cached("lib/libqux.so.1"));
+	assert_false(ra_cached("sbin/notes"));
+}
+
 /* An executable whose library list lies in its second chunk (64 KiB
  * chunks here; python3.11's is 5.5 MB into the file): found once both
  * chunks have arrived. */
@@ -987,6 +1008,7 @@ int main(void)
 	        cmocka_unit_test(test_read_ahead_corrupt_chunk),
 	        cmocka_unit_test(test_read_ahead_libraries),
 	        cmocka_unit_test(test_read_ahead_libraries_second_chunk),
+	        cmocka_unit_test(test_exec_lookup),
 	        cmocka_unit_test(test_startup_files),
 	        cmocka_unit_test(test_stale_pyc_source),
 	        cmocka_unit_test(test_read_ahead_registry_down),
