@@ -11,6 +11,8 @@
  */
 #pragma once
 
+#include <time.h>
+
 #include "macro.h"
 
 enum log_level {
@@ -28,6 +30,15 @@ static inline int log_enabled(enum log_level level)
 }
 
 void log_set_level(enum log_level level);
+
+/* Monotonic milliseconds: for the durations debug lines report. */
+static inline double log_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 enum log_level log_get_level(void);
 /* Parse "debug|info|warn|warning|error"; -EINVAL otherwise. */
 int log_level_from_string(const char *s, enum log_level *ret);

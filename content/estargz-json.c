@@ -155,17 +155,20 @@ static bool skipping(const struct reader *r)
 	return r->skip_until >= 0;
 }
 
-/* A scalar or the start of a container at the current position: what it is
- * for. Returns the depth-3 field it sets, or -1 when it sets nothing. */
+/* What a value (a scalar or the start of a container) at the current
+ * position is for: an entry's field (depth 3), a whole element of the
+ * entries array (depth 2), or nothing we read. */
+enum { V_NOTHING = -1, V_ELEMENT = -2 };
+
 static int value_field(struct reader *r)
 {
 	switch (r->depth) {
 	case 2:
-		return r->in_entries ? -2 : -1; /* an array element */
+		return r->in_entries ? V_ELEMENT : V_NOTHING;
 	case 3:
 		return r->field;
 	default:
-		return -1;
+		return V_NOTHING;
 	}
 }
 
@@ -180,7 +183,7 @@ static int on_integer(void *ctx, long long v)
 		return 1;
 	}
 	switch (value_field(r)) {
-	case -2:
+	case V_ELEMENT:
 		return new_entry(r, false);
 	case F_SIZE:
 		cur(r)->size = v;
@@ -223,7 +226,7 @@ static int on_other(struct reader *r)
 {
 	if (skipping(r))
 		return 1;
-	if (value_field(r) == -2)
+	if (value_field(r) == V_ELEMENT)
 		return new_entry(r, false);
 	if (r->depth == 4)
 		cur(r)->bad_xattr = true;
@@ -281,7 +284,7 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
 	if (skipping(r))
 		return 1;
 	switch (value_field(r)) {
-	case -2:
+	case V_ELEMENT:
 		return new_entry(r, false);
 	case F_NAME:
 		slot = &cur(r)->name;
@@ -374,7 +377,7 @@ static int on_start_map(void *ctx)
 	f = value_field(r);
 	if (r->depth == 0) {
 		/* the root */
-	} else if (f == -2) {
+	} else if (f == V_ELEMENT) {
 		if (!new_entry(r, true))
 			return 0;
 		r->field = F_OTHER;
@@ -403,7 +406,7 @@ static int on_start_array(void *ctx)
 		r->in_entries = true;
 		r->raw->has_entries = true;
 	} else {
-		if (value_field(r) == -2 && !new_entry(r, false))
+		if (value_field(r) == V_ELEMENT && !new_entry(r, false))
 			return 0;
 		if (r->depth == 4)
 			cur(r)->bad_xattr = true;

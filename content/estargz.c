@@ -1330,11 +1330,6 @@ char *content_estargz_path(const struct content_estargz_toc *toc, uint32_t idx)
 
 /* --- over the registry ------------------------------------------------------ */
 
-static double ts_ms(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
 int content_estargz_open_remote(struct content_registry_client *c, const struct content_ref *ref,
                                 const struct strata_digest *blob, uint64_t blob_size,
                                 const struct strata_digest *toc_digest,
@@ -1349,11 +1344,11 @@ int content_estargz_open_remote(struct content_registry_client *c, const struct 
 	size_t tail_len = (size_t)MIN(capped, blob_size), footer_size, json_len;
 	uint64_t tail_start = blob_size - tail_len, toc_offset, member_len;
 	char ds[STRATA_DIGEST_STRING_MAX];
-	struct timespec t[4];
+	double t[4];
 	int64_t n;
 	int r, requests = 1;
 
-	clock_gettime(CLOCK_MONOTONIC, &t[0]);
+	t[0] = log_now_ms();
 	strata_digest_format(blob, ds);
 	if (blob_size < CONTENT_ESTARGZ_LEGACY_FOOTER_SIZE)
 		return strata_error_set(ret_err, -EMEDIUMTYPE,
@@ -1398,18 +1393,18 @@ int content_estargz_open_remote(struct content_registry_client *c, const struct 
 		memcpy(member + head, tail, member_len - head);
 		requests++;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t[1]);
+	t[1] = log_now_ms();
 	r = content_estargz_toc_unwrap(member, member_len, &json, &json_len, ret_err);
-	clock_gettime(CLOCK_MONOTONIC, &t[2]);
+	t[2] = log_now_ms();
 	if (r == 0)
 		r = content_estargz_toc_parse(json, json_len, toc_digest, toc_offset, ret, ret_err);
 	if (r < 0)
 		return strata_error_prefix(ret_err, r, "layer %s", ds);
-	clock_gettime(CLOCK_MONOTONIC, &t[3]);
+	t[3] = log_now_ms();
 	log_debug("layer %s: TOC member of %" PRIu64 " bytes in %d request(s) of %zu+ bytes: "
 	          "read %.1f ms, unwrap %.1f ms (%zu bytes of JSON), parse %.1f ms",
-	          ds, member_len, requests, tail_len, ts_ms(&t[0], &t[1]), ts_ms(&t[1], &t[2]),
-	          json_len, ts_ms(&t[2], &t[3]));
+	          ds, member_len, requests, tail_len, t[1] - t[0], t[2] - t[1], json_len,
+	          t[3] - t[2]);
 	if (ret_json) {
 		*ret_json = TAKE_PTR(json);
 		*ret_json_len = json_len;

@@ -11,7 +11,6 @@
  */
 #include <signal.h>
 #include <string.h>
-#include <time.h>
 
 #include "proxy-internal.h"
 
@@ -507,7 +506,7 @@ static void run_call(struct proxy_call *call)
 	_cleanup_error_ struct strata_error *err = NULL;
 	const struct proxy_method *m = call->method;
 	ProtobufCMessage *req = NULL;
-	struct timespec t0, t1;
+	double t0;
 	bool finished;
 	unsigned n_sent;
 	int r;
@@ -526,12 +525,10 @@ static void run_call(struct proxy_call *call)
 		}
 	}
 
-	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = log_now_ms();
 	r = m->handler(call, req, call->service->userdata, &err);
-	(void)clock_gettime(CLOCK_MONOTONIC, &t1);
 	/* the timeline of a container start, at debug level */
-	log_debug("%s: handled in %.2f ms", call->path,
-	          (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	log_debug("%s: handled in %.2f ms", call->path, log_now_ms() - t0);
 	if (req)
 		protobuf_c_message_free_unpacked(req, NULL);
 

@@ -104,14 +104,6 @@ static bool network_error(int r)
 	return r != -EBADMSG && r != -ENOMEM;
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Wait until no in-flight fetch overlaps [start, end), then claim it.
  * false when one did overlap (the caller looks at the cache again). Every
  * fetch of the layer (reads, read-ahead, prefetch, background) goes
@@ -325,7 +317,7 @@ static int fetch_claimed(struct lazy_layer *l, uint64_t start, uint64_t end, str
 		release(l, start);
 		return -ENOMEM;
 	}
-	t0 = now_ms();
+	t0 = log_now_ms();
 	n = content_registry_read_range(l->mgr->registry, l->ref, &l->digest, start, end - start,
 	                                buf, &err);
 	atomic_fetch_add(&l->requests, 1);
@@ -343,7 +335,7 @@ static int fetch_claimed(struct lazy_layer *l, uint64_t start, uint64_t end, str
 		return -EIO;
 	}
 	atomic_store(&l->healthy, true);
-	t1 = now_ms();
+	t1 = log_now_ms();
 	r = decode(l, buf, start, (size_t)(end - start), w);
 	release(l, start);
 	/* the bench counts "fetched N bytes at" lines: keep the wording */
@@ -351,7 +343,7 @@ static int fetch_claimed(struct lazy_layer *l, uint64_t start, uint64_t end, str
 		log_debug("lazy layer %" PRIu64 ": fetched %" PRId64 " bytes at %" PRIu64
 		          " (%s; layer total %" PRIuFAST64 "): %.1f ms request, %.1f ms decode",
 		          l->id, n, start, why, atomic_load(&l->bytes_fetched), t1 - t0,
-		          now_ms() - t1);
+		          log_now_ms() - t1);
 	return r;
 }
 
@@ -379,7 +371,7 @@ static int ranges_part(size_t i, const uint8_t *data, size_t len, void *userdata
 {
 	struct ranges_job *j = userdata;
 	struct lazy_layer *l = j->l;
-	double t1 = now_ms();
+	double t1 = log_now_ms();
 
 	atomic_fetch_add(&l->bytes_fetched, (uint64_t)len);
 	j->delivered += len;
@@ -392,14 +384,14 @@ static int ranges_part(size_t i, const uint8_t *data, size_t len, void *userdata
 		          " (read-ahead, range %zu of %u in one request; layer total %" PRIuFAST64
 		          "): %.1f ms request, %.1f ms decode",
 		          l->id, len, j->rs[i].offset, i + 1, j->n, atomic_load(&l->bytes_fetched),
-		          t1 - j->t0, now_ms() - t1);
+		          t1 - j->t0, log_now_ms() - t1);
 	return 0;
 }
 
 static void fetch_ranges(struct lazy_layer *l, const struct content_registry_range *rs, unsigned n)
 {
 	_cleanup_error_ struct strata_error *err = NULL;
-	struct ranges_job j = {.l = l, .rs = rs, .n = n, .t0 = now_ms()};
+	struct ranges_job j = {.l = l, .rs = rs, .n = n, .t0 = log_now_ms()};
 	uint64_t bytes = 0;
 	unsigned requests = 0;
 	int r;
@@ -1070,7 +1062,9 @@ void lazy_fetch_looked_up(struct lazy_layer *l, uint32_t idx)
 	if (!f || atomic_load(&l->stopping))
 		return;
 	e = &toc->entries[content_estargz_resolve(toc, idx)];
+	/* the cheap tests first: a lookup is a hot path */
 	if (!S_ISREG(e->mode) || !(e->mode & 0111) || e->n_chunks == 0 ||
+	    atomic_load(&f->exec_hints) >= EXEC_HINTS_MAX ||
 	    lazy_cache_has(l->mgr->cache, &toc->chunks[e->first_chunk].digest) ||
 	    atomic_fetch_add(&f->exec_hints, 1) >= EXEC_HINTS_MAX)
 		return;

@@ -203,11 +203,6 @@ struct lazy_layer *lazy_layer_free(struct lazy_layer *l)
 	return NULL;
 }
 
-static double ms_between(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
 /* Resume on the connection the holder kept when its mount is still live
  * (see lazy-handover.c), else mount afresh over whatever is left there. */
 static int mount_or_resume(struct lazy_layer *l, struct strata_error **ret_err)
@@ -247,19 +242,18 @@ static int mount_or_resume(struct lazy_layer *l, struct strata_error **ret_err)
 		}
 	}
 	if (r < 0) {
-		struct timespec t0, t1, t2, t3;
+		double t0, t1, t2;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		t0 = log_now_ms();
 		lazy_fs_force_unmount(l->mountpoint);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
+		t1 = log_now_ms();
 		r = lazy_fs_mount(l, ret_err);
-		clock_gettime(CLOCK_MONOTONIC, &t2);
+		t2 = log_now_ms();
 		if (r >= 0 && h)
 			lazy_handover_put(h, l);
-		clock_gettime(CLOCK_MONOTONIC, &t3);
 		log_debug("lazy layer %" PRIu64 ": detach %.1f ms, FUSE mount %.1f ms, handover "
 		          "%.1f ms",
-		          l->id, ms_between(&t0, &t1), ms_between(&t1, &t2), ms_between(&t2, &t3));
+		          l->id, t1 - t0, t2 - t1, log_now_ms() - t2);
 	}
 	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return r;

@@ -22,14 +22,6 @@
 #define LABEL_SGZ_REF    "containerd.io/snapshot/remote/stargz.reference"
 #define LABEL_SGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static const char *label(const struct snap_label *labels, size_t n, const char *key)
 {
 	for (size_t i = 0; i < n; i++)
@@ -439,7 +431,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 
 	if (!m || !target)
 		return 0;
-	t[0] = now_ms();
+	t[0] = log_now_ms();
 	if (!ref_s || !dig_s) {
 		ref_s = label(labels, n_labels, LABEL_SGZ_REF);
 		dig_s = label(labels, n_labels, LABEL_SGZ_DIGEST);
@@ -487,7 +479,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 		}
 		sibs.n = siblings_start(m, ref, ref_s, &digest, sibs.sb);
 	}
-	t[1] = now_ms();
+	t[1] = log_now_ms();
 	if (!toc_s)
 		toc_s = man_toc;
 	if (toc_s) {
@@ -532,7 +524,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 	}
 	if (!verified)
 		(void)strata_sha256(json, json_len, &tocd);
-	t[2] = now_ms();
+	t[2] = log_now_ms();
 
 	/* Remote record + TOC -> the committed snapshot, in one metadata
 	 * write (the Prepare key is never stored) -> mount. */
@@ -571,7 +563,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 			return r;
 		}
 	}
-	t[3] = now_ms();
+	t[3] = log_now_ms();
 	mp = snap_dir(s, id, "fs");
 	if (!mp) {
 		r = -ENOMEM;
@@ -590,7 +582,7 @@ int lazy_remote_prepare(struct snap_store *s, const char *key, const char *paren
 	         "memory, %" PRIu64 " of %" PRIu64 " bytes fetched)",
 	         dig_s, l->toc->n_entries, content_estargz_toc_memory(l->toc), fetched, size);
 	atomic_fetch_add(&l->bytes_fetched, fetched);
-	t[4] = now_ms();
+	t[4] = log_now_ms();
 	log_debug("layer %s: resolve %.1f ms, TOC %.1f ms, record+commit %.1f ms, mount %.1f ms",
 	          dig_s, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
 	return 1;
